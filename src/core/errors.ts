@@ -1,0 +1,81 @@
+/**
+ * Every error the runner can answer with, in one table: a stable machine-readable
+ * code, the HTTP status the API layer maps it to, and a default message.
+ * Services throw `RunnerError`; only the HTTP layer turns it into a response.
+ * docs/api.md lists the same codes; test/core/errors.test.ts checks they agree.
+ */
+
+export const errorTable = {
+  // 400: the caller sent something we will not accept
+  INVALID_REQUEST: { status: 400, message: 'The request is not valid.' },
+  INVALID_SESSION_ID: { status: 400, message: 'Session ids are 1-128 characters: letters, digits, "_", "-", "." (not first).' },
+  INVALID_ENV: { status: 400, message: 'The env object is not allowed.' },
+  INVALID_PATH: { status: 400, message: 'The path is not inside the workspace.' },
+  INVALID_SCHEMA: { status: 400, message: 'The JSON Schema is too large, too deep or not valid.' },
+  // 401 / 403 / 404
+  UNAUTHORIZED: { status: 401, message: 'A valid API key is required.' },
+  SESSION_NOT_FOUND: { status: 404, message: 'No such session.' },
+  TASK_NOT_FOUND: { status: 404, message: 'No such task.' },
+  FILE_NOT_FOUND: { status: 404, message: 'No such file in the workspace.' },
+  AGENT_NOT_FOUND: { status: 404, message: 'No such agent template.' },
+  ROUTE_NOT_FOUND: { status: 404, message: 'No such route.' },
+  // 409: the request conflicts with the state of the session or task
+  AGENT_MISMATCH: { status: 409, message: 'The session is bound to another agent template.' },
+  AGENT_REQUIRED: { status: 409, message: 'Several agent templates exist: name one in the "agent" field.' },
+  SESSION_BUSY: { status: 409, message: 'The session has a task running.' },
+  TASK_ABORTED: { status: 409, message: 'The task was aborted.' },
+  IDEMPOTENCY_CONFLICT: { status: 409, message: 'This Idempotency-Key was used for a different request.' },
+  // 402 / 413 / 422 / 429: limits
+  BUDGET_EXCEEDED: { status: 402, message: 'The task spent its budget.' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  MAX_TURNS_REACHED: { status: 422, message: 'The agent reached the maximum number of turns.' },
+  OUTPUT_INVALID: { status: 422, message: 'The agent output does not match the output schema.' },
+  QUEUE_FULL: { status: 429, message: 'The session queue is full.' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests.' },
+  SESSION_LIMIT_REACHED: { status: 429, message: 'The maximum number of sessions is reached.' },
+  // 5xx: something outside the request went wrong
+  INTERNAL: { status: 500, message: 'Internal error.' },
+  AGENT_CRASHED: { status: 500, message: 'The agent process ended unexpectedly.' },
+  SANDBOX_LIMIT: { status: 500, message: 'The sandbox hit a resource limit (memory or processes).' },
+  MODEL_ERROR: { status: 502, message: 'The model API failed.' },
+  MODEL_CREDENTIALS_MISSING: { status: 503, message: 'No model credential is configured: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN.' },
+  SANDBOX_UNAVAILABLE: { status: 503, message: 'The Docker engine is not reachable.' },
+  SANDBOX_IMAGE_MISSING: { status: 503, message: 'The sandbox image is missing: run `npm run image`.' },
+  SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
+  TASK_INTERRUPTED: { status: 503, message: 'The task was interrupted by a server restart or shutdown.' },
+  TASK_TIMEOUT: { status: 504, message: 'The task ran past its time limit.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorTable;
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+}
+
+export class RunnerError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message?: string, details?: unknown) {
+    super(message ?? errorTable[code].message);
+    this.name = 'RunnerError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get status(): number {
+    return errorTable[this.code].status;
+  }
+
+  toBody(): ErrorBody {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorTable, value);
+}

@@ -1,0 +1,49 @@
+/**
+ * The events a session streams, as one typed map. Names and fields of the seed
+ * (connected, task_start, init, thinking, text, tool_start, tool_end,
+ * task_complete, abort) are a contract and keep their shape; the rest are ours.
+ * Every event but `connected` is stored in the session's log with a sequence
+ * number that only increases, before anyone is sent it.
+ */
+import type { ErrorBody } from './errors.ts';
+import type { TaskStatus } from './task-status.ts';
+
+export interface EventPayloads {
+  task_queued: { taskId: string; sessionId: string; position: number };
+  task_start: { taskId: string; sessionId: string; resumed: boolean };
+  /** The agent process is ready: its model and the tools it may use. */
+  init: { sessionId: string; model: string; tools: string[] };
+  /** Partial thinking, as it streams. */
+  thinking: { text: string };
+  /** Partial output text, as it streams. */
+  text: { text: string };
+  tool_start: { tool: string; input: unknown; toolUseId: string };
+  tool_end: { tool: string; result: string; toolUseId: string; isError: boolean };
+  /** Tokens and cost of one model call, as metered. */
+  usage: { model: string; inputTokens: number; outputTokens: number; costUsd: number };
+  task_complete: {
+    taskId: string; output: unknown; cost: number; duration: number; tools: string[]; resumed: boolean;
+  };
+  task_error: { taskId: string; status: TaskStatus; error: ErrorBody; cost: number; duration: number };
+  abort: { taskId: string };
+  session_reset: Record<string, never>;
+}
+
+export type EventType = keyof EventPayloads;
+
+export const storedEventTypes = [
+  'task_queued', 'task_start', 'init', 'thinking', 'text', 'tool_start', 'tool_end', 'usage',
+  'task_complete', 'task_error', 'abort', 'session_reset',
+] as const satisfies readonly EventType[];
+
+export interface NewEvent<T extends EventType = EventType> {
+  sessionKey: string;
+  taskId: string | null;
+  type: T;
+  data: EventPayloads[T];
+}
+
+export interface StoredEvent<T extends EventType = EventType> extends NewEvent<T> {
+  seq: number;
+  ts: number;
+}

@@ -1,0 +1,84 @@
+/**
+ * The records the domain works with. Plain data: no behaviour, no storage or
+ * transport concerns. Times are epoch milliseconds.
+ */
+import type { ErrorBody } from './errors.ts';
+import type { TaskStatus } from './task-status.ts';
+
+export interface Session {
+  /** Internal key, unique forever: names the sandbox, the data folders and the event log. */
+  key: string;
+  tenantId: string;
+  /** The id callers use; unique within a tenant. */
+  id: string;
+  /** Name of the agent template the session was created from. */
+  agent: string;
+  /** Claude Code's conversation id, used to resume the conversation. */
+  agentSessionId: string | null;
+  /** Tasks that reached the model and ended (the seed's `turns`). */
+  turns: number;
+  totalCostUsd: number;
+  createdAt: number;
+  lastActivityAt: number;
+}
+
+export interface SessionSummary extends Session {
+  queued: number;
+  running: number;
+}
+
+export interface TaskOptions {
+  maxTurns?: number;
+  budgetUsd?: number;
+  timeoutMs?: number;
+}
+
+export interface TokenUsage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheCreationInputTokens: number;
+  cacheReadInputTokens: number;
+}
+
+export interface Task {
+  id: string;
+  sessionKey: string;
+  tenantId: string;
+  sessionId: string;
+  status: TaskStatus;
+  message: string;
+  context: string | null;
+  /** The task's `env`, sealed (encrypted) so that it never rests in clear; erased when the task ends. */
+  sealedEnv: string | null;
+  options: TaskOptions;
+  idempotencyKey: string | null;
+  /** Fingerprint of the request body, to tell a retry from a different request under the same key. */
+  requestHash: string | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** Runner instance that holds the task while it runs. */
+  runnerId: string | null;
+  costUsd: number | null;
+  durationMs: number | null;
+  tools: string[];
+  output: unknown;
+  error: ErrorBody | null;
+  resumed: boolean | null;
+  usage: TokenUsage | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass back as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export const DEFAULT_TENANT = 'default';
+
+/** Public ids (sessions, tenants): safe as path segments and container labels. */
+export const PUBLIC_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export function isValidPublicId(value: unknown): value is string {
+  return typeof value === 'string' && PUBLIC_ID_PATTERN.test(value);
+}

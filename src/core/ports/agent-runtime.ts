@@ -1,0 +1,69 @@
+/**
+ * The agent runtime port: runs one task as a message to a session's agent.
+ * The adapter (src/runtime/) decides whether the agent process is already
+ * live or must be started (and then resumes the conversation). It reports
+ * what the agent does through onEvent as it happens.
+ */
+import type { EventPayloads } from '../events.ts';
+import type { TokenUsage } from '../model.ts';
+import type { SandboxHandle } from './sandbox.ts';
+
+export type AgentEvent =
+  | { type: 'init'; data: EventPayloads['init'] }
+  | { type: 'thinking'; data: EventPayloads['thinking'] }
+  | { type: 'text'; data: EventPayloads['text'] }
+  | { type: 'tool_start'; data: EventPayloads['tool_start'] }
+  | { type: 'tool_end'; data: EventPayloads['tool_end'] };
+
+export interface AgentRunRequest {
+  taskId: string;
+  sessionKey: string;
+  sessionId: string;
+  sandbox: SandboxHandle;
+  /** The user message, with the task's context already prepended. */
+  prompt: string;
+  systemPrompt: string;
+  /** JSON Schema for structured output (the SDK's outputFormat), when the template has one. */
+  outputSchema?: Record<string, unknown>;
+  model?: string;
+  maxTurns: number;
+  /** The task's env, for the agent's tools. */
+  env: Record<string, string>;
+  /** Where the agent reaches the model, and the credential it presents there. */
+  modelEndpoint: { baseUrl: string; apiKey: string };
+  /** Extra environment for the agent process (e.g. egress proxy settings). */
+  processEnv: Record<string, string>;
+  /** Conversation to continue, if the session had one. */
+  resumeId: string | null;
+  signal: AbortSignal;
+  onEvent(event: AgentEvent): void;
+}
+
+export interface AgentRunResult {
+  /** Claude Code's conversation id after this task. */
+  agentSessionId: string;
+  /** Final text of the agent. */
+  text: string;
+  /** The validated-by-SDK structured output, when an outputSchema was given. */
+  structuredOutput?: unknown;
+  /** Distinct tools used in this task, in first-use order. */
+  tools: string[];
+  /** This task's cost as the CLI prices it (difference of its running totals). */
+  costUsd: number;
+  usage: TokenUsage;
+  model: string;
+  /** True when the conversation continued an earlier one. */
+  resumed: boolean;
+  /** Set when the earlier conversation could not be found and a fresh one was started. */
+  resumeLost?: boolean;
+}
+
+export interface AgentRuntime {
+  /** Throws RunnerError (MODEL_ERROR, MAX_TURNS_REACHED, AGENT_CRASHED, TASK_ABORTED, ...). */
+  run(request: AgentRunRequest): Promise<AgentRunResult>;
+  /** Ends the session's live agent process, if any (idle, reset, delete, abort). */
+  release(sessionKey: string): Promise<void>;
+  /** Sessions with a live agent process. */
+  liveSessions(): string[];
+  closeAll(): Promise<void>;
+}

@@ -1,0 +1,82 @@
+/**
+ * The sandbox port: one isolated, long-lived machine per session, where the
+ * agent process and its tools run. Adapters live in src/sandbox/<backend>/.
+ * The domain never sees containers, images or Docker errors: adapters throw
+ * RunnerError (SANDBOX_UNAVAILABLE, SANDBOX_IMAGE_MISSING, ...).
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export type NetworkMode = 'none' | 'allowlist' | 'open';
+
+export interface SandboxSpec {
+  sessionKey: string;
+  tenantId: string;
+  sessionId: string;
+  /** Host folder mounted read-write at /workspace. */
+  workspaceDir: string;
+  /** Host folder mounted read-write as the agent user's home (conversation memory lives here). */
+  homeDir: string;
+  /**
+   * Host folder holding the gateway's unix socket for this session, mounted
+   * read-only at /run/claude-runner; the sandbox forwards 127.0.0.1:4100 to it.
+   */
+  gatewaySocketDir: string;
+  /** none and allowlist: no network interface but loopback; open: a normal bridge network. */
+  network: NetworkMode;
+}
+
+export interface SandboxHandle {
+  sessionKey: string;
+  /** Backend id (the container id). */
+  id: string;
+}
+
+export interface ExecOptions {
+  cwd: string;
+  env: Record<string, string>;
+}
+
+/** The shape of a child process the Agent SDK can drive (its SpawnedProcess). */
+export interface SandboxProcess {
+  stdin: Writable;
+  stdout: Readable;
+  readonly killed: boolean;
+  readonly exitCode: number | null;
+  kill(signal: NodeJS.Signals): boolean;
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+  on(event: 'error', listener: (error: Error) => void): void;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+  once(event: 'error', listener: (error: Error) => void): void;
+  off(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+  off(event: 'error', listener: (error: Error) => void): void;
+}
+
+export interface SandboxInfo {
+  sessionKey: string;
+  id: string;
+  running: boolean;
+}
+
+/** Counters that only grow while the sandbox lives; compare before and after a task. */
+export interface ResourceCounters {
+  oomKills: number;
+  pidsLimitHits: number;
+}
+
+export interface SandboxDriver {
+  /** Throws SANDBOX_UNAVAILABLE or SANDBOX_IMAGE_MISSING with what to do. */
+  check(): Promise<void>;
+  /** Creates or starts the session's sandbox; safe to call concurrently. */
+  ensure(spec: SandboxSpec): Promise<SandboxHandle>;
+  /** Runs a command as the agent user with stdin/stdout attached (stderr is drained to the log). */
+  exec(handle: SandboxHandle, command: string[], options: ExecOptions): SandboxProcess;
+  /** Kills every process of the agent user in the sandbox, at once (abort). */
+  killAgentProcesses(handle: SandboxHandle): Promise<void>;
+  resourceCounters(handle: SandboxHandle): Promise<ResourceCounters>;
+  /** Stops the sandbox but keeps it, to start again on the next task. */
+  stop(sessionKey: string): Promise<void>;
+  /** Stops and removes the sandbox (not the host folders). */
+  remove(sessionKey: string): Promise<void>;
+  /** Sandboxes that belong to this runner instance. */
+  list(): Promise<SandboxInfo[]>;
+}

@@ -1,0 +1,101 @@
+/**
+ * The store port: everything the domain keeps durably. Adapters live in
+ * src/store/<dialect>/; only src/main.ts picks one. Every method that changes
+ * more than one row is atomic. Methods never throw HTTP errors: they throw
+ * RunnerError with a domain code (QUEUE_FULL, IDEMPOTENCY_CONFLICT, ...).
+ */
+import type { ErrorBody } from '../errors.ts';
+import type { NewEvent, StoredEvent } from '../events.ts';
+import type { Page, Session, SessionSummary, Task, TokenUsage } from '../model.ts';
+import type { FinalTaskStatus } from '../task-status.ts';
+
+export interface PageRequest {
+  limit: number;
+  cursor?: string | null;
+}
+
+export interface TaskOutcome {
+  status: FinalTaskStatus;
+  finishedAt: number;
+  costUsd: number;
+  durationMs: number;
+  tools: string[];
+  output: unknown;
+  error: ErrorBody | null;
+  resumed: boolean;
+  usage: TokenUsage | null;
+}
+
+export interface EventBounds {
+  /** Lowest sequence number still stored (0 when none is). */
+  firstSeq: number;
+  /** Highest sequence number ever assigned in this session (0 when none was). */
+  lastSeq: number;
+}
+
+export interface RetentionPolicy {
+  maxEventsPerSession: number;
+  maxEventAgeMs: number;
+}
+
+export interface Store {
+  close(): Promise<void>;
+
+  // ── sessions ──────────────────────────────────────────────────────────
+  findSession(tenantId: string, id: string): Promise<Session | undefined>;
+  getSessionByKey(key: string): Promise<Session | undefined>;
+  /**
+   * Inserts the session unless (tenantId, id) exists, in which case the stored
+   * one is returned with created=false. Throws SESSION_LIMIT_REACHED when a new
+   * session would pass maxSessions (counted over all tenants).
+   */
+  createSession(session: Session, limits: { maxSessions: number }): Promise<{ session: Session; created: boolean }>;
+  /** Sessions of one tenant (all tenants when null), most recently active first. */
+  listSessions(tenantId: string | null, page: PageRequest): Promise<Page<SessionSummary>>;
+  summarizeSession(key: string): Promise<SessionSummary | undefined>;
+  /** Records a finished task on the session: adds cost, counts a turn when asked, moves lastActivityAt. */
+  recordSessionActivity(key: string, change: { costUsd: number; turn: boolean; agentSessionId?: string | null; at: number }): Promise<void>;
+  /** Back to a fresh start: no conversation, no turns, no cost. Tasks and events stay. */
+  resetSession(key: string, at: number): Promise<void>;
+  /** Removes the session with its tasks and events. */
+  deleteSession(key: string): Promise<void>;
+  /** Sessions with no task queued or running whose last activity is older than `before`. */
+  listIdleSessions(before: number): Promise<Session[]>;
+  listAllSessionKeys(): Promise<string[]>;
+
+  // ── tasks ─────────────────────────────────────────────────────────────
+  /**
+   * Adds a queued task. With an idempotency key already used in the same
+   * session, returns that task with created=false (IDEMPOTENCY_CONFLICT when
+   * its requestHash differs). Throws QUEUE_FULL when the session already has
+   * maxQueued queued tasks.
+   */
+  enqueueTask(task: Task, limits: { maxQueued: number }): Promise<{ task: Task; created: boolean }>;
+  getTask(id: string): Promise<Task | undefined>;
+  /** A session's tasks, newest first. */
+  listTasks(sessionKey: string, page: PageRequest): Promise<Page<Task>>;
+  /** Number of queued tasks of the session created before this one (0 = next to run). */
+  queuePosition(task: Task): Promise<number>;
+  countRunningTasks(): Promise<number>;
+  /**
+   * Claims up to `limit` tasks to run, atomically: for each session with no
+   * running task, its oldest queued task; sessions served least recently go
+   * first. Claimed tasks become running, owned by runnerId, with startedAt=now.
+   */
+  claimTasks(runnerId: string, limit: number, now: number): Promise<Task[]>;
+  /** Ends a running task owned by runnerId. False when it is not (finished or taken over). Erases sealedEnv. */
+  finishTask(taskId: string, runnerId: string, outcome: TaskOutcome): Promise<boolean>;
+  /** Ends queued tasks as aborted: one task, or all of a session. Returns the ids ended. */
+  abortQueuedTasks(target: { sessionKey: string } | { taskId: string }, error: ErrorBody, now: number): Promise<string[]>;
+  /** Running tasks (of one runner, or of any when null) become interrupted. Returns them as they were. */
+  interruptRunningTasks(runnerId: string | null, error: ErrorBody, now: number): Promise<Task[]>;
+
+  // ── events ────────────────────────────────────────────────────────────
+  /** Appends in order, assigning each session's next sequence numbers, in one transaction. */
+  appendEvents(events: NewEvent[], now: number): Promise<StoredEvent[]>;
+  /** Events with seq > afterSeq, oldest first. */
+  readEvents(sessionKey: string, afterSeq: number, limit: number): Promise<StoredEvent[]>;
+  eventBounds(sessionKey: string): Promise<EventBounds>;
+  /** Drops events past the policy, in every session. Returns how many were dropped. */
+  trimEvents(policy: RetentionPolicy, now: number): Promise<number>;
+}
