@@ -34,6 +34,8 @@ export interface SandboxHandle {
 export interface ExecOptions {
   cwd: string;
   env: Record<string, string>;
+  /** Receives the process's stderr as it comes (the runtime keeps a tail for error messages). */
+  onStderr?(text: string): void;
 }
 
 /** The shape of a child process the Agent SDK can drive (its SpawnedProcess). */
@@ -68,7 +70,7 @@ export interface SandboxDriver {
   check(): Promise<void>;
   /** Creates or starts the session's sandbox; safe to call concurrently. */
   ensure(spec: SandboxSpec): Promise<SandboxHandle>;
-  /** Runs a command as the agent user with stdin/stdout attached (stderr is drained to the log). */
+  /** Runs a command as the agent user with stdin/stdout attached; returns at once, the exec starts behind it. */
   exec(handle: SandboxHandle, command: string[], options: ExecOptions): SandboxProcess;
   /** Kills every process of the agent user in the sandbox, at once (abort). */
   killAgentProcesses(handle: SandboxHandle): Promise<void>;

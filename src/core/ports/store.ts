@@ -50,7 +50,7 @@ export interface Store {
    * session would pass maxSessions (counted over all tenants).
    */
   createSession(session: Session, limits: { maxSessions: number }): Promise<{ session: Session; created: boolean }>;
-  /** Sessions of one tenant (all tenants when null), most recently active first. */
+  /** Sessions of one tenant (all tenants when null), newest first (a stable order, for paging). */
   listSessions(tenantId: string | null, page: PageRequest): Promise<Page<SessionSummary>>;
   summarizeSession(key: string): Promise<SessionSummary | undefined>;
   /** Records a finished task on the session: adds cost, counts a turn when asked, moves lastActivityAt. */
