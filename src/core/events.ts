@@ -11,8 +11,8 @@ import type { TaskStatus } from './task-status.ts';
 export interface EventPayloads {
   task_queued: { taskId: string; sessionId: string; position: number };
   task_start: { taskId: string; sessionId: string; resumed: boolean };
-  /** The agent process is ready: its model and the tools it may use. */
-  init: { sessionId: string; model: string; tools: string[] };
+  /** The agent took the task: its model, the tools it may use, and Claude Code's conversation id. */
+  init: { sessionId: string; model: string; tools: string[]; agentSessionId: string | null };
   /** Partial thinking, as it streams. */
   thinking: { text: string };
   /** Partial output text, as it streams. */

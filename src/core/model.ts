@@ -31,6 +31,8 @@ export interface TaskOptions {
   maxTurns?: number;
   budgetUsd?: number;
   timeoutMs?: number;
+  /** A JSON Schema for this task's output, in place of the template's. */
+  outputSchema?: Record<string, unknown>;
 }
 
 export interface TokenUsage {

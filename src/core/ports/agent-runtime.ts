@@ -5,7 +5,6 @@
  * what the agent does through onEvent as it happens.
  */
 import type { EventPayloads } from '../events.ts';
-import type { TokenUsage } from '../model.ts';
 import type { SandboxHandle } from './sandbox.ts';
 
 export type AgentEvent =
@@ -22,15 +21,20 @@ export interface AgentRunRequest {
   sandbox: SandboxHandle;
   /** The user message, with the task's context already prepended. */
   prompt: string;
-  systemPrompt: string;
+  /** The template's prompt, added to Claude Code's own ("append") or used alone ("replace"). */
+  systemPrompt: { mode: 'append' | 'replace'; text: string };
   /** JSON Schema for structured output (the SDK's outputFormat), when the template has one. */
   outputSchema?: Record<string, unknown>;
   model?: string;
   maxTurns: number;
   /** The task's env, for the agent's tools. */
   env: Record<string, string>;
-  /** Where the agent reaches the model, and the credential it presents there. */
-  modelEndpoint: { baseUrl: string; apiKey: string };
+  /**
+   * Where the agent reaches the model, and a command that prints the current
+   * task's token (Claude Code's apiKeyHelper: re-read after a 401, so one live
+   * process serves many tasks, each with its own token).
+   */
+  modelEndpoint: { baseUrl: string; keyHelper: string };
   /** Extra environment for the agent process (e.g. egress proxy settings). */
   processEnv: Record<string, string>;
   /** Conversation to continue, if the session had one. */
@@ -48,9 +52,8 @@ export interface AgentRunResult {
   structuredOutput?: unknown;
   /** Distinct tools used in this task, in first-use order. */
   tools: string[];
-  /** This task's cost as the CLI prices it (difference of its running totals). */
-  costUsd: number;
-  usage: TokenUsage;
+  /** Model calls the agent made for this task (cost is metered by the model gateway, not here). */
+  modelCalls: number;
   model: string;
   /** True when the conversation continued an earlier one. */
   resumed: boolean;

@@ -1,0 +1,183 @@
+/**
+ * Configuration from environment variables, parsed once at start-up. Every
+ * variable has a documented default (README "Configuration"), so `npm start`
+ * works on a fresh machine with nothing set.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import type { NetworkMode } from './core/ports/sandbox.ts';
+
+const MiB = 1024 * 1024;
+
+const int = (fallback: number) => z.coerce.number().int().nonnegative().default(fallback);
+const num = (fallback: number) => z.coerce.number().nonnegative().default(fallback);
+const optionalNum = z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().positive().optional());
+const optionalText = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
+const bool = (fallback: boolean) =>
+  z.preprocess((v) => (v === undefined || v === '' ? fallback : /^(1|true|yes|on)$/i.test(String(v))), z.boolean());
+
+/** "512m", "2g", "1048576" → bytes. */
+function parseBytes(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim());
+  if (!match) throw new Error(`not a size: ${text}`);
+  const unit = { '': 1, k: 1024, m: MiB, g: 1024 * MiB }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Math.round(Number(match[1]) * unit);
+}
+const bytes = (fallback: string) => z.string().default(fallback).transform(parseBytes);
+
+const schema = z.object({
+  PORT: int(3456),
+  HOST: optionalText,
+  DATA_DIR: z.string().default('./data'),
+  AGENT_DIR: z.string().default('./agent'),
+  DEFAULT_AGENT: optionalText,
+  MODEL: optionalText,
+  MAX_TURNS: int(50),
+  SANDBOX_IMAGE: z.string().default('claude-runner-sandbox:latest'),
+  SANDBOX_MEMORY: bytes('1g'),
+  SANDBOX_CPUS: num(1),
+  SANDBOX_PIDS: int(256),
+  SANDBOX_TMP_SIZE: bytes('256m'),
+  SANDBOX_RUNTIME: optionalText,
+  NETWORK_POLICY: z.enum(['none', 'allowlist', 'open']).default('allowlist'),
+  ANTHROPIC_API_KEY: optionalText,
+  CLAUDE_CODE_OAUTH_TOKEN: optionalText,
+  ANTHROPIC_BASE_URL: z.string().url().default('https://api.anthropic.com'),
+  API_KEYS: optionalText,
+  ALLOW_UNAUTHENTICATED_REMOTE: bool(false),
+  MAX_CONCURRENT_TASKS: int(4),
+  MAX_QUEUED_PER_SESSION: int(20),
+  MAX_SESSIONS: int(10_000),
+  MAX_LIVE_AGENTS: int(8),
+  IDLE_TIMEOUT_MS: int(10 * 60_000),
+  AGENT_IDLE_MS: int(5 * 60_000),
+  TASK_TIMEOUT_MS: int(15 * 60_000),
+  MAX_BUDGET_USD: optionalNum,
+  SESSION_BUDGET_USD: optionalNum,
+  SHUTDOWN_GRACE_MS: int(30_000),
+  BODY_LIMIT_BYTES: bytes('1m'),
+  FILE_UPLOAD_LIMIT_BYTES: bytes('50m'),
+  RATE_LIMIT_PER_MINUTE: int(600),
+  EVENTS_MAX_PER_SESSION: int(20_000),
+  EVENTS_MAX_AGE_MS: int(7 * 24 * 3_600_000),
+  STREAM_BUFFER_BYTES: bytes('4m'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  RUNNER_ID: optionalText,
+  CLAUDE_EXECUTABLE: optionalText,
+});
+
+export interface Config {
+  port: number;
+  /** Where the HTTP API listens; loopback unless API keys are configured. */
+  host: string;
+  dataDir: string;
+  agentDir: string;
+  defaultAgent: string | undefined;
+  model: string | undefined;
+  maxTurns: number;
+  sandbox: {
+    image: string;
+    memoryBytes: number;
+    nanoCpus: number;
+    pidsLimit: number;
+    tmpSizeBytes: number;
+    runtime: string | undefined;
+    defaultNetwork: NetworkMode;
+  };
+  upstream: {
+    baseUrl: string;
+    apiKey: string | undefined;
+    oauthToken: string | undefined;
+  };
+  /** "key" or "tenant:key" entries; empty means no authentication. */
+  apiKeys: Array<{ tenantId: string; key: string }>;
+  limits: {
+    maxConcurrentTasks: number;
+    maxQueuedPerSession: number;
+    maxSessions: number;
+    maxLiveAgents: number;
+    taskTimeoutMs: number;
+    taskBudgetUsd: number | undefined;
+    sessionBudgetUsd: number | undefined;
+    bodyLimitBytes: number;
+    fileUploadLimitBytes: number;
+    rateLimitPerMinute: number;
+  };
+  idleTimeoutMs: number;
+  agentIdleMs: number;
+  shutdownGraceMs: number;
+  events: { maxPerSession: number; maxAgeMs: number; streamBufferBytes: number };
+  logLevel: string;
+  runnerId: string | undefined;
+  claudeExecutable: string | undefined;
+  /** Warnings to log once the logger exists (e.g. a remote bind refused). */
+  warnings: string[];
+}
+
+function parseApiKeys(text: string | undefined): Config['apiKeys'] {
+  if (!text) return [];
+  return text.split(',').map((entry) => entry.trim()).filter(Boolean).map((entry) => {
+    const colon = entry.indexOf(':');
+    return colon > 0 ? { tenantId: entry.slice(0, colon), key: entry.slice(colon + 1) } : { tenantId: 'default', key: entry };
+  });
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new Error(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const apiKeys = parseApiKeys(e.API_KEYS);
+  const warnings: string[] = [];
+  let host = e.HOST ?? (apiKeys.length > 0 ? '0.0.0.0' : '127.0.0.1');
+  if (apiKeys.length === 0 && !LOOPBACK.has(host) && !e.ALLOW_UNAUTHENTICATED_REMOTE) {
+    warnings.push(`No API_KEYS are configured: listening on 127.0.0.1 instead of ${host}. Set API_KEYS to accept remote callers.`);
+    host = '127.0.0.1';
+  } else if (apiKeys.length === 0) {
+    warnings.push('No API_KEYS are configured: the API accepts every caller.');
+  }
+  return {
+    port: e.PORT,
+    host,
+    dataDir: resolve(e.DATA_DIR),
+    agentDir: resolve(e.AGENT_DIR),
+    defaultAgent: e.DEFAULT_AGENT,
+    model: e.MODEL,
+    maxTurns: e.MAX_TURNS,
+    sandbox: {
+      image: e.SANDBOX_IMAGE,
+      memoryBytes: e.SANDBOX_MEMORY,
+      nanoCpus: Math.round(e.SANDBOX_CPUS * 1e9),
+      pidsLimit: e.SANDBOX_PIDS,
+      tmpSizeBytes: e.SANDBOX_TMP_SIZE,
+      runtime: e.SANDBOX_RUNTIME,
+      defaultNetwork: e.NETWORK_POLICY,
+    },
+    upstream: { baseUrl: e.ANTHROPIC_BASE_URL, apiKey: e.ANTHROPIC_API_KEY, oauthToken: e.CLAUDE_CODE_OAUTH_TOKEN },
+    apiKeys,
+    limits: {
+      maxConcurrentTasks: Math.max(1, e.MAX_CONCURRENT_TASKS),
+      maxQueuedPerSession: e.MAX_QUEUED_PER_SESSION,
+      maxSessions: e.MAX_SESSIONS,
+      maxLiveAgents: e.MAX_LIVE_AGENTS,
+      taskTimeoutMs: e.TASK_TIMEOUT_MS,
+      taskBudgetUsd: e.MAX_BUDGET_USD,
+      sessionBudgetUsd: e.SESSION_BUDGET_USD,
+      bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      fileUploadLimitBytes: e.FILE_UPLOAD_LIMIT_BYTES,
+      rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    },
+    idleTimeoutMs: e.IDLE_TIMEOUT_MS,
+    agentIdleMs: e.AGENT_IDLE_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    events: { maxPerSession: e.EVENTS_MAX_PER_SESSION, maxAgeMs: e.EVENTS_MAX_AGE_MS, streamBufferBytes: e.STREAM_BUFFER_BYTES },
+    logLevel: e.LOG_LEVEL,
+    runnerId: e.RUNNER_ID,
+    claudeExecutable: e.CLAUDE_EXECUTABLE,
+    warnings,
+  };
+}

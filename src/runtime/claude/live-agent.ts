@@ -1,0 +1,299 @@
+/**
+ * One live `claude` process for one session, started inside the session's
+ * sandbox and kept between tasks: each task is a user message sent to it
+ * (streaming input), and its answer ends with a `result` message. This saves
+ * the CLI's start-up (about 1 s) on every task but the first.
+ *
+ * The process is started by the Agent SDK in this server, through
+ * `spawnClaudeCodeProcess`, as an exec in the sandbox: its Bash tool and the
+ * tools of the template run there, never on the host.
+ */
+import { query, type Query, type SDKMessage, type SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
+import { RunnerError } from '../../core/errors.ts';
+import type { AgentEvent, AgentRunRequest, AgentRunResult } from '../../core/ports/agent-runtime.ts';
+import type { SandboxDriver, SandboxHandle } from '../../core/ports/sandbox.ts';
+import { MessageQueue } from './message-queue.ts';
+
+export interface LiveAgentOptions {
+  sessionKey: string;
+  fingerprint: string;
+  sandbox: SandboxDriver;
+  handle: SandboxHandle;
+  /** Path of the `claude` executable inside the sandbox. */
+  executablePath: string;
+  /** The whole environment of the agent process (nothing is inherited). */
+  env: Record<string, string>;
+  /** Command that prints the current task's model token. */
+  keyHelper: string;
+  systemPrompt: AgentRunRequest['systemPrompt'];
+  outputSchema?: Record<string, unknown>;
+  model?: string;
+  resumeId: string | null;
+  logger: { debug(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+}
+
+/** The earlier conversation is gone (its transcript was removed); the caller starts afresh. */
+export class ResumeLostError extends Error {}
+
+const TOOL_RESULT_LIMIT = 64 * 1024;
+const STDERR_TAIL = 4000;
+
+interface Turn {
+  request: AgentRunRequest;
+  tools: string[];
+  toolNames: Map<string, string>;
+  modelCalls: number;
+  initSent: boolean;
+  maxTurnsHit: boolean;
+  apiError: string | null;
+  settle(outcome: { result?: AgentRunResult; error?: Error }): void;
+}
+
+function toolResultText(content: unknown): string {
+  const text = typeof content === 'string'
+    ? content
+    : Array.isArray(content)
+      ? content.map((block) => (block && typeof block === 'object' && 'text' in block ? String(block.text) : '')).join('')
+      : JSON.stringify(content ?? '');
+  return text.length > TOOL_RESULT_LIMIT ? `${text.slice(0, TOOL_RESULT_LIMIT)}…[truncated]` : text;
+}
+
+export class LiveAgent {
+  readonly sessionKey: string;
+  readonly fingerprint: string;
+  lastUsedAt = Date.now();
+  agentSessionId: string | null;
+  /** Tasks this process has answered; a later one continues the same conversation. */
+  completedTurns = 0;
+  private readonly options: LiveAgentOptions;
+  private readonly input = new MessageQueue<SDKUserMessage>();
+  private readonly query: Query;
+  private turn: Turn | null = null;
+  private init: { model: string; tools: string[] } | null = null;
+  private ended = false;
+  private stderrTail = '';
+
+  constructor(options: LiveAgentOptions) {
+    this.options = options;
+    this.sessionKey = options.sessionKey;
+    this.fingerprint = options.fingerprint;
+    this.agentSessionId = options.resumeId;
+    this.query = query({
+      prompt: this.input,
+      options: {
+        cwd: '/workspace',
+        pathToClaudeCodeExecutable: options.executablePath,
+        spawnClaudeCodeProcess: (spawn) => {
+          const env: Record<string, string> = {};
+          for (const [key, value] of Object.entries(spawn.env)) if (value !== undefined) env[key] = value;
+          return options.sandbox.exec(options.handle, [spawn.command, ...spawn.args], {
+            cwd: '/workspace',
+            env,
+            onStderr: (text) => { this.stderrTail = (this.stderrTail + text).slice(-STDERR_TAIL); },
+          });
+        },
+        env: options.env,
+        systemPrompt: options.systemPrompt.mode === 'append'
+          ? { type: 'preset', preset: 'claude_code', append: options.systemPrompt.text }
+          : options.systemPrompt.text,
+        ...(options.outputSchema ? { outputFormat: { type: 'json_schema' as const, schema: options.outputSchema } } : {}),
+        ...(options.model ? { model: options.model } : {}),
+        ...(options.resumeId ? { resume: options.resumeId } : {}),
+        includePartialMessages: true,
+        permissionMode: 'bypassPermissions',
+        allowDangerouslySkipPermissions: true,
+        settingSources: [],
+        settings: { apiKeyHelper: options.keyHelper },
+      },
+    });
+    void this.pump();
+  }
+
+  get alive(): boolean {
+    return !this.ended;
+  }
+
+  get busy(): boolean {
+    return this.turn !== null;
+  }
+
+  /** Sends one task to the agent and waits for its answer. One at a time. */
+  send(request: AgentRunRequest): Promise<AgentRunResult> {
+    if (this.ended) return Promise.reject(new RunnerError('AGENT_CRASHED', 'The agent process has ended.'));
+    if (this.turn) return Promise.reject(new Error('LiveAgent.send while a task is running'));
+    if (request.signal.aborted) return Promise.reject(request.signal.reason);
+    this.lastUsedAt = Date.now();
+    return new Promise<AgentRunResult>((resolve, reject) => {
+      const onAbort = (): void => {
+        turn.settle({ error: request.signal.reason instanceof Error ? request.signal.reason : new RunnerError('TASK_ABORTED') });
+        this.close();
+      };
+      const turn: Turn = {
+        request,
+        tools: [],
+        toolNames: new Map(),
+        modelCalls: 0,
+        initSent: false,
+        maxTurnsHit: false,
+        apiError: null,
+        settle: ({ result, error }) => {
+          if (this.turn !== turn) return;
+          this.turn = null;
+          this.lastUsedAt = Date.now();
+          request.signal.removeEventListener('abort', onAbort);
+          if (result) resolve(result);
+          else reject(error);
+        },
+      };
+      this.turn = turn;
+      request.signal.addEventListener('abort', onAbort, { once: true });
+      if (this.init) this.emitInit(turn);
+      this.input.push({
+        type: 'user',
+        message: { role: 'user', content: request.prompt },
+        parent_tool_use_id: null,
+        session_id: this.agentSessionId ?? '',
+      });
+    });
+  }
+
+  /** Ends the process (the SDK closes its stdin, then kills it). The caller also kills what it left in the sandbox. */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.input.close();
+    this.query.close();
+    this.turn?.settle({ error: new RunnerError('AGENT_CRASHED', 'The agent process was closed.') });
+  }
+
+  private emit(turn: Turn, event: AgentEvent): void {
+    try {
+      turn.request.onEvent(event);
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'event handler failed');
+    }
+  }
+
+  private emitInit(turn: Turn): void {
+    if (turn.initSent || !this.init) return;
+    turn.initSent = true;
+    this.emit(turn, {
+      type: 'init',
+      data: { sessionId: turn.request.sessionId, model: this.init.model, tools: this.init.tools, agentSessionId: this.agentSessionId },
+    });
+  }
+
+  private async pump(): Promise<void> {
+    let failure: Error | null = null;
+    try {
+      for await (const message of this.query) this.handle(message);
+    } catch (error) {
+      failure = error as Error;
+    }
+    const wasEnded = this.ended;
+    this.ended = true;
+    this.input.close();
+    if (!this.turn) return;
+    const text = `${failure?.message ?? ''}\n${this.stderrTail}`;
+    if (/No conversation found/i.test(text)) {
+      this.turn.settle({ error: new ResumeLostError(text.trim()) });
+    } else if (!wasEnded) {
+      this.options.logger.warn({ sessionKey: this.sessionKey, stderr: this.stderrTail, err: failure }, 'agent process ended during a task');
+      this.turn.settle({
+        error: new RunnerError('AGENT_CRASHED', `The agent process ended during the task${failure ? `: ${failure.message}` : ''}.`),
+      });
+    }
+  }
+
+  private handle(message: SDKMessage): void {
+    const turn = this.turn;
+    switch (message.type) {
+      case 'system':
+        if (message.subtype === 'init') {
+          this.agentSessionId = message.session_id;
+          this.init = { model: message.model, tools: message.tools };
+          if (turn) this.emitInit(turn);
+        }
+        return;
+      case 'stream_event': {
+        if (!turn || message.parent_tool_use_id !== null) return;
+        const event = message.event;
+        if (event.type === 'message_start') {
+          turn.modelCalls += 1;
+          if (turn.modelCalls > turn.request.maxTurns && !turn.maxTurnsHit) {
+            turn.maxTurnsHit = true;
+            void this.query.interrupt().catch(() => this.close());
+          }
+        } else if (event.type === 'content_block_delta') {
+          if (event.delta.type === 'text_delta') this.emit(turn, { type: 'text', data: { text: event.delta.text } });
+          else if (event.delta.type === 'thinking_delta') this.emit(turn, { type: 'thinking', data: { text: event.delta.thinking } });
+        }
+        return;
+      }
+      case 'assistant': {
+        if (!turn || message.parent_tool_use_id !== null) return;
+        if (message.error) turn.apiError = message.error;
+        for (const block of message.message.content) {
+          if (block.type !== 'tool_use') continue;
+          turn.toolNames.set(block.id, block.name);
+          if (!turn.tools.includes(block.name)) turn.tools.push(block.name);
+          this.emit(turn, { type: 'tool_start', data: { tool: block.name, input: block.input, toolUseId: block.id } });
+        }
+        return;
+      }
+      case 'user': {
+        if (!turn || message.parent_tool_use_id !== null || !Array.isArray(message.message.content)) return;
+        for (const block of message.message.content) {
+          if (block.type !== 'tool_result') continue;
+          this.emit(turn, {
+            type: 'tool_end',
+            data: {
+              tool: turn.toolNames.get(block.tool_use_id) ?? 'unknown',
+              result: toolResultText(block.content),
+              toolUseId: block.tool_use_id,
+              isError: block.is_error === true,
+            },
+          });
+        }
+        return;
+      }
+      case 'result': {
+        if (!turn) return;
+        this.agentSessionId = message.session_id;
+        this.completedTurns += 1;
+        turn.settle(this.outcome(turn, message));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private outcome(turn: Turn, message: Extract<SDKMessage, { type: 'result' }>): { result?: AgentRunResult; error?: Error } {
+    if (turn.maxTurnsHit || message.subtype === 'error_max_turns') {
+      return { error: new RunnerError('MAX_TURNS_REACHED', `The agent reached its limit of ${turn.request.maxTurns} turns.`) };
+    }
+    if (message.subtype === 'error_max_budget_usd') return { error: new RunnerError('BUDGET_EXCEEDED') };
+    if (message.subtype === 'error_max_structured_output_retries') {
+      return { error: new RunnerError('OUTPUT_INVALID', 'The agent did not produce output matching the schema.') };
+    }
+    if (message.subtype !== 'success') {
+      const detail = message.errors?.join('; ') || this.stderrTail.trim().split('\n').at(-1) || message.subtype;
+      return { error: new RunnerError(turn.apiError ? 'MODEL_ERROR' : 'AGENT_CRASHED', `The agent failed: ${detail}`) };
+    }
+    if (message.is_error || turn.apiError) {
+      return { error: new RunnerError('MODEL_ERROR', `The model API failed: ${message.result || turn.apiError}`) };
+    }
+    return {
+      result: {
+        agentSessionId: message.session_id,
+        text: message.result,
+        ...(message.structured_output !== undefined ? { structuredOutput: message.structured_output } : {}),
+        tools: turn.tools,
+        modelCalls: turn.modelCalls,
+        model: this.init?.model ?? this.options.model ?? 'unknown',
+        resumed: false,
+      },
+    };
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The Claude Code agent runtime: a pool of live agents, one per session at
+ * most. A task goes to the session's live agent when there is one with the
+ * same set-up (prompt, schema, model, environment); otherwise a new process is
+ * started that resumes the session's conversation from its transcript.
+ * Idle agents are closed after a while, and the least recently used idle ones
+ * when more than `maxLiveAgents` are alive (each holds ~235 MB).
+ *
+ * Owns: agent processes. Must not touch: the store, events, HTTP, Docker
+ * directly (it goes through the sandbox port).
+ */
+import { createHash } from 'node:crypto';
+import { RunnerError } from '../../core/errors.ts';
+import type { AgentRunRequest, AgentRunResult, AgentRuntime } from '../../core/ports/agent-runtime.ts';
+import type { SandboxDriver } from '../../core/ports/sandbox.ts';
+import { LiveAgent, ResumeLostError, type LiveAgentOptions } from './live-agent.ts';
+
+export interface ClaudeRuntimeOptions {
+  sandbox: SandboxDriver;
+  /** Where the `claude` executable is inside the sandbox. */
+  executablePath: string;
+  maxLiveAgents: number;
+  /** A live agent with no task for this long is closed. */
+  idleMs: number;
+  logger: LiveAgentOptions['logger'] & { info(obj: object, msg?: string): void };
+}
+
+/** The environment every agent process gets; nothing comes from the server's own environment. */
+export function agentProcessEnv(request: AgentRunRequest): Record<string, string> {
+  return {
+    ...request.env,
+    HOME: '/home/agent',
+    USER: 'agent',
+    SHELL: '/bin/bash',
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    ...request.processEnv,
+    ANTHROPIC_BASE_URL: request.modelEndpoint.baseUrl,
+    // The helper's answer is cached; a 401 from the gateway makes the CLI ask again.
+    CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '1',
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    DISABLE_AUTOUPDATER: '1',
+    DISABLE_TELEMETRY: '1',
+    DISABLE_ERROR_REPORTING: '1',
+  };
+}
+
+export class ClaudeAgentRuntime implements AgentRuntime {
+  private readonly agents = new Map<string, LiveAgent>();
+  private readonly options: ClaudeRuntimeOptions;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(options: ClaudeRuntimeOptions) {
+    this.options = options;
+    this.sweeper = setInterval(() => this.closeIdle(), Math.max(1000, Math.min(options.idleMs, 30_000)));
+    this.sweeper.unref();
+  }
+
+  async run(request: AgentRunRequest): Promise<AgentRunResult> {
+    const fingerprint = this.fingerprint(request);
+    let agent = this.agents.get(request.sessionKey);
+    if (agent && (!agent.alive || agent.fingerprint !== fingerprint || agent.busy)) {
+      await this.release(request.sessionKey);
+      agent = undefined;
+    }
+    if (agent) return this.send(agent, request, agent.completedTurns > 0 || request.resumeId !== null);
+    try {
+      return await this.send(this.start(request, fingerprint, request.resumeId), request, request.resumeId !== null);
+    } catch (error) {
+      if (!(error instanceof ResumeLostError)) throw error;
+      this.options.logger.warn({ sessionKey: request.sessionKey }, 'conversation transcript not found: starting a fresh conversation');
+      await this.release(request.sessionKey);
+      const result = await this.send(this.start(request, fingerprint, null), request, false);
+      return { ...result, resumeLost: true };
+    }
+  }
+
+  async release(sessionKey: string): Promise<void> {
+    const agent = this.agents.get(sessionKey);
+    if (!agent) return;
+    this.agents.delete(sessionKey);
+    agent.close();
+  }
+
+  liveSessions(): string[] {
+    return [...this.agents.keys()];
+  }
+
+  async closeAll(): Promise<void> {
+    clearInterval(this.sweeper);
+    for (const key of [...this.agents.keys()]) await this.release(key);
+  }
+
+  private async send(agent: LiveAgent, request: AgentRunRequest, resumed: boolean): Promise<AgentRunResult> {
+    try {
+      const result = await agent.send(request);
+      return { ...result, resumed };
+    } catch (error) {
+      // A process that failed mid-task is not trusted with the next one.
+      if (!agent.alive || (error instanceof RunnerError && error.code !== 'MAX_TURNS_REACHED' && error.code !== 'OUTPUT_INVALID')) {
+        if (this.agents.get(request.sessionKey) === agent) await this.release(request.sessionKey);
+      }
+      throw error;
+    }
+  }
+
+  private start(request: AgentRunRequest, fingerprint: string, resumeId: string | null): LiveAgent {
+    this.evictForRoom();
+    const agent = new LiveAgent({
+      sessionKey: request.sessionKey,
+      fingerprint,
+      sandbox: this.options.sandbox,
+      handle: request.sandbox,
+      executablePath: this.options.executablePath,
+      env: agentProcessEnv(request),
+      keyHelper: request.modelEndpoint.keyHelper,
+      systemPrompt: request.systemPrompt,
+      ...(request.outputSchema ? { outputSchema: request.outputSchema } : {}),
+      ...(request.model ? { model: request.model } : {}),
+      resumeId,
+      logger: this.options.logger,
+    });
+    this.agents.set(request.sessionKey, agent);
+    return agent;
+  }
+
+  /** Everything that is fixed for the life of a process: a change means a new process. */
+  private fingerprint(request: AgentRunRequest): string {
+    return createHash('sha256').update(JSON.stringify([
+      request.sandbox.id, request.systemPrompt, request.outputSchema ?? null, request.model ?? null,
+      request.modelEndpoint.keyHelper, agentProcessEnv(request),
+    ])).digest('hex');
+  }
+
+  private closeIdle(): void {
+    const cutoff = Date.now() - this.options.idleMs;
+    for (const [key, agent] of this.agents) {
+      if (!agent.busy && agent.lastUsedAt < cutoff) {
+        this.options.logger.info({ sessionKey: key }, 'closing idle agent process');
+        void this.release(key);
+      }
+    }
+  }
+
+  private evictForRoom(): void {
+    if (this.agents.size < this.options.maxLiveAgents) return;
+    const idle = [...this.agents.values()].filter((a) => !a.busy).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    for (const agent of idle) {
+      if (this.agents.size < this.options.maxLiveAgents) break;
+      void this.release(agent.sessionKey);
+    }
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Seals a task's `env` (AES-256-GCM) before it is stored, so secrets never
+ * rest in clear in the database; the key lives in DATA_DIR/secret.key (0600)
+ * unless RUNNER_SECRET_KEY gives one. Sealed values are erased when the task ends.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export class EnvSealer {
+  private readonly key: Buffer;
+
+  constructor(key: Buffer) {
+    if (key.length !== 32) throw new Error('the sealing key must be 32 bytes');
+    this.key = key;
+  }
+
+  /** The key from RUNNER_SECRET_KEY (base64, 32 bytes), else DATA_DIR/secret.key, created on first use. */
+  static fromDataDir(dataDir: string, explicitKey?: string): EnvSealer {
+    if (explicitKey) return new EnvSealer(Buffer.from(explicitKey, 'base64'));
+    const file = join(dataDir, 'secret.key');
+    if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
+    return new EnvSealer(Buffer.from(readFileSync(file, 'utf8').trim(), 'base64'));
+  }
+
+  seal(env: Record<string, string>): string | null {
+    if (Object.keys(env).length === 0) return null;
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
+    const body = Buffer.concat([cipher.update(JSON.stringify(env), 'utf8'), cipher.final()]);
+    return ['v1', iv.toString('base64'), body.toString('base64'), cipher.getAuthTag().toString('base64')].join(':');
+  }
+
+  unseal(sealed: string | null): Record<string, string> {
+    if (!sealed) return {};
+    const [version, iv, body, tag] = sealed.split(':');
+    if (version !== 'v1' || !iv || !body || !tag) throw new Error('sealed env: unknown format');
+    const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64'));
+    decipher.setAuthTag(Buffer.from(tag, 'base64'));
+    const text = Buffer.concat([decipher.update(Buffer.from(body, 'base64')), decipher.final()]).toString('utf8');
+    return JSON.parse(text) as Record<string, string>;
+  }
+}

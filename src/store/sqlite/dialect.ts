@@ -1,0 +1,109 @@
+/**
+ * Kysely's SQLite dialect over Node's built-in `node:sqlite`, with two changes
+ * to kysely's own driver: transactions start with BEGIN IMMEDIATE, and DDL is
+ * declared transactional so migrations run inside one transaction.
+ */
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import {
+  CompiledQuery,
+  SqliteAdapter,
+  SqliteDialect,
+  SqliteDriver,
+  type DatabaseConnection,
+  type DialectAdapter,
+  type Driver,
+  type SqliteDatabase,
+  type SqliteDialectConfig,
+  type SqliteStatement,
+} from 'kysely';
+
+type SqlValue = null | number | bigint | string | NodeJS.ArrayBufferView;
+
+/** Statements are prepared once per SQL text; kysely emits the same text for the same query shape. */
+const STATEMENT_CACHE_SIZE = 256;
+
+class NodeSqliteStatement implements SqliteStatement {
+  readonly reader: boolean;
+  readonly #stmt: StatementSync;
+
+  constructor(stmt: StatementSync) {
+    this.#stmt = stmt;
+    // A statement that yields columns (SELECT, PRAGMA, ... RETURNING) must be read with all().
+    this.reader = stmt.columns().length > 0;
+  }
+
+  all(parameters: ReadonlyArray<unknown>): unknown[] {
+    return this.#stmt.all(...(parameters as SqlValue[]));
+  }
+
+  run(parameters: ReadonlyArray<unknown>): { changes: number | bigint; lastInsertRowid: number | bigint } {
+    return this.#stmt.run(...(parameters as SqlValue[]));
+  }
+
+  iterate(parameters: ReadonlyArray<unknown>): IterableIterator<unknown> {
+    return this.#stmt.iterate(...(parameters as SqlValue[])) as IterableIterator<unknown>;
+  }
+}
+
+/** The subset of a database kysely calls (prepare, close), over a DatabaseSync. */
+export class NodeSqliteDatabase implements SqliteDatabase {
+  readonly raw: DatabaseSync;
+  readonly #cache = new Map<string, NodeSqliteStatement>();
+
+  constructor(raw: DatabaseSync) {
+    this.raw = raw;
+  }
+
+  prepare(sql: string): SqliteStatement {
+    let stmt = this.#cache.get(sql);
+    if (stmt) {
+      // Re-insert to mark as most recently used.
+      this.#cache.delete(sql);
+    } else {
+      stmt = new NodeSqliteStatement(this.raw.prepare(sql));
+      if (this.#cache.size >= STATEMENT_CACHE_SIZE) {
+        const oldest = this.#cache.keys().next().value;
+        if (oldest !== undefined) this.#cache.delete(oldest);
+      }
+    }
+    this.#cache.set(sql, stmt);
+    return stmt;
+  }
+
+  close(): void {
+    this.#cache.clear();
+    if (this.raw.isOpen) this.raw.close();
+  }
+}
+
+class ImmediateSqliteDriver extends SqliteDriver {
+  // A deferred BEGIN takes the write lock at the first write; if another
+  // process wrote in between, SQLite fails with SQLITE_BUSY instead of waiting.
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  // SQLite does roll back DDL; kysely says false only to stay conservative.
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+export class NodeSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+
+  constructor(config: SqliteDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+
+  override createAdapter(): DialectAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}

@@ -1,0 +1,92 @@
+/** The per-session event logs: append with seq, read after a seq, trim. */
+import { sql, type Insertable } from 'kysely';
+import { RunnerError } from '../../core/errors.ts';
+import type { NewEvent, StoredEvent } from '../../core/events.ts';
+import type { EventBounds, RetentionPolicy } from '../../core/ports/store.ts';
+import { toEvent, type Db, type EventsTable } from './schema.ts';
+
+/** 6 columns a row: well under SQLite's limit of bound parameters a statement. */
+const INSERT_CHUNK = 500;
+
+export async function appendEvents(db: Db, events: NewEvent[], now: number): Promise<StoredEvent[]> {
+  if (events.length === 0) return [];
+  const counts = new Map<string, number>();
+  for (const e of events) counts.set(e.sessionKey, (counts.get(e.sessionKey) ?? 0) + 1);
+  return db.transaction().execute(async (trx) => {
+    // Reserve each session's block of seqs on the session row: the counter
+    // outlives trimmed and deleted events, so a seq is never handed out twice.
+    const next = new Map<string, number>();
+    for (const [key, n] of counts) {
+      const row = await trx.updateTable('sessions')
+        .set((eb) => ({ last_event_seq: eb('last_event_seq', '+', n) }))
+        .where('key', '=', key)
+        .returning('last_event_seq')
+        .executeTakeFirst();
+      if (!row) throw new RunnerError('SESSION_NOT_FOUND', `No session with key ${key}.`);
+      next.set(key, row.last_event_seq - n + 1);
+    }
+    const stored: StoredEvent[] = events.map((e) => {
+      const seq = next.get(e.sessionKey) ?? 0;
+      next.set(e.sessionKey, seq + 1);
+      return { sessionKey: e.sessionKey, taskId: e.taskId, type: e.type, data: e.data, seq, ts: now } as StoredEvent;
+    });
+    const rows: Insertable<EventsTable>[] = stored.map((e) => ({
+      session_key: e.sessionKey, seq: e.seq, task_id: e.taskId, type: e.type,
+      data: JSON.stringify(e.data) ?? 'null', ts: e.ts,
+    }));
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+      await trx.insertInto('events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
+    }
+    return stored;
+  });
+}
+
+export async function readEvents(db: Db, sessionKey: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
+  if (!(limit >= 1)) return [];
+  const rows = await db.selectFrom('events').selectAll()
+    .where('session_key', '=', sessionKey).where('seq', '>', afterSeq)
+    .orderBy('seq').limit(Math.floor(limit)).execute();
+  return rows.map(toEvent);
+}
+
+export async function eventBounds(db: Db, sessionKey: string): Promise<EventBounds> {
+  const row = await db.selectFrom('sessions as s')
+    .select((eb) => [
+      's.last_event_seq',
+      eb.selectFrom('events as e').select((e) => e.fn.min('e.seq').as('m'))
+        .whereRef('e.session_key', '=', 's.key').as('first_seq'),
+    ])
+    .where('s.key', '=', sessionKey)
+    .executeTakeFirst();
+  return { firstSeq: Number(row?.first_seq ?? 0), lastSeq: row?.last_event_seq ?? 0 };
+}
+
+export async function trimEvents(db: Db, policy: RetentionPolicy, now: number): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    let dropped = 0;
+    if (Number.isFinite(policy.maxEventAgeMs)) {
+      const r = await trx.deleteFrom('events').where('ts', '<', now - policy.maxEventAgeMs).executeTakeFirst();
+      dropped += Number(r.numDeletedRows);
+    }
+    if (Number.isFinite(policy.maxEventsPerSession)) {
+      const keep = Math.max(0, Math.floor(policy.maxEventsPerSession));
+      // Seqs are unique and at most last_event_seq, so keeping only those above
+      // last_event_seq - keep leaves at most `keep`, the newest (seqs are handed
+      // out consecutively). One index probe a session finds those over it.
+      const over = await trx.selectFrom('sessions as s').select(['s.key', 's.last_event_seq'])
+        .where((eb) => eb.exists(
+          eb.selectFrom('events as e').select(sql.lit(1).as('one'))
+            .whereRef('e.session_key', '=', 's.key')
+            .where('e.seq', '<=', eb('s.last_event_seq', '-', keep)),
+        ))
+        .execute();
+      for (const s of over) {
+        const r = await trx.deleteFrom('events')
+          .where('session_key', '=', s.key).where('seq', '<=', s.last_event_seq - keep)
+          .executeTakeFirst();
+        dropped += Number(r.numDeletedRows);
+      }
+    }
+    return dropped;
+  });
+}

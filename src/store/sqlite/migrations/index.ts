@@ -1,0 +1,14 @@
+/**
+ * The migrations, listed by hand: what runs is what is imported here, whatever
+ * files happen to sit in the folder. Names sort in the order they must run.
+ */
+import type { Migration, MigrationProvider } from 'kysely';
+import * as m001 from './001_initial.ts';
+
+const migrations: Record<string, Migration> = {
+  '001_initial': m001,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

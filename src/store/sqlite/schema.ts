@@ -1,0 +1,180 @@
+/**
+ * Row shapes of the SQLite tables (as kysely sees them) and the mapping between
+ * rows and domain records. Times are integer epoch ms, money is REAL, nested
+ * values are JSON text, booleans are 0/1.
+ */
+import type { Generated, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type { ErrorBody } from '../../core/errors.ts';
+import type { EventType, StoredEvent } from '../../core/events.ts';
+import type { Session, SessionSummary, Task, TaskOptions, TokenUsage } from '../../core/model.ts';
+import type { TaskStatus } from '../../core/task-status.ts';
+
+export interface SessionsTable {
+  key: string;
+  tenant_id: string;
+  id: string;
+  agent: string;
+  agent_session_id: string | null;
+  turns: number;
+  total_cost_usd: number;
+  created_at: number;
+  last_activity_at: number;
+  /** When a task of the session was last claimed (0 = never): the fairness key. */
+  last_served_at: Generated<number>;
+  /** Highest event seq ever assigned; survives trimming and reset so seqs are never reused. */
+  last_event_seq: Generated<number>;
+}
+
+export interface TasksTable {
+  /** Insertion order (rowid alias): breaks ties between tasks created in the same ms. */
+  seq: Generated<number>;
+  id: string;
+  session_key: string;
+  tenant_id: string;
+  session_id: string;
+  status: TaskStatus;
+  message: string;
+  context: string | null;
+  sealed_env: string | null;
+  options: string;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  runner_id: string | null;
+  cost_usd: number | null;
+  duration_ms: number | null;
+  tools: string;
+  output: string | null;
+  error: string | null;
+  resumed: number | null;
+  usage: string | null;
+}
+
+export interface EventsTable {
+  session_key: string;
+  seq: number;
+  task_id: string | null;
+  type: EventType;
+  data: string;
+  ts: number;
+}
+
+export interface Database {
+  sessions: SessionsTable;
+  tasks: TasksTable;
+  events: EventsTable;
+}
+
+export type Db = Kysely<Database>;
+export type Trx = Transaction<Database>;
+export type SessionRow = Selectable<SessionsTable>;
+export type TaskRow = Selectable<TasksTable>;
+export type EventRow = Selectable<EventsTable>;
+
+function parseJson<T>(text: string | null): T | null {
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+/** JSON text, or NULL for null/undefined (so `output: undefined` reads back as null). */
+export function toJson(value: unknown): string | null {
+  return value === undefined || value === null ? null : JSON.stringify(value);
+}
+
+export function toSession(row: SessionRow): Session {
+  return {
+    key: row.key,
+    tenantId: row.tenant_id,
+    id: row.id,
+    agent: row.agent,
+    agentSessionId: row.agent_session_id,
+    turns: row.turns,
+    totalCostUsd: row.total_cost_usd,
+    createdAt: row.created_at,
+    lastActivityAt: row.last_activity_at,
+  };
+}
+
+export function toSummary(row: SessionRow & { queued: number | string | bigint; running: number | string | bigint }): SessionSummary {
+  return { ...toSession(row), queued: Number(row.queued), running: Number(row.running) };
+}
+
+export function sessionToRow(s: Session): Insertable<SessionsTable> {
+  return {
+    key: s.key,
+    tenant_id: s.tenantId,
+    id: s.id,
+    agent: s.agent,
+    agent_session_id: s.agentSessionId,
+    turns: s.turns,
+    total_cost_usd: s.totalCostUsd,
+    created_at: s.createdAt,
+    last_activity_at: s.lastActivityAt,
+  };
+}
+
+export function toTask(row: TaskRow): Task {
+  return {
+    id: row.id,
+    sessionKey: row.session_key,
+    tenantId: row.tenant_id,
+    sessionId: row.session_id,
+    status: row.status,
+    message: row.message,
+    context: row.context,
+    sealedEnv: row.sealed_env,
+    options: parseJson<TaskOptions>(row.options) ?? {},
+    idempotencyKey: row.idempotency_key,
+    requestHash: row.request_hash,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    runnerId: row.runner_id,
+    costUsd: row.cost_usd,
+    durationMs: row.duration_ms,
+    tools: parseJson<string[]>(row.tools) ?? [],
+    output: parseJson<unknown>(row.output),
+    error: parseJson<ErrorBody>(row.error),
+    resumed: row.resumed === null ? null : row.resumed !== 0,
+    usage: parseJson<TokenUsage>(row.usage),
+  };
+}
+
+export function taskToRow(t: Task): Insertable<TasksTable> {
+  return {
+    id: t.id,
+    session_key: t.sessionKey,
+    tenant_id: t.tenantId,
+    session_id: t.sessionId,
+    status: t.status,
+    message: t.message,
+    context: t.context,
+    sealed_env: t.sealedEnv,
+    options: JSON.stringify(t.options ?? {}),
+    idempotency_key: t.idempotencyKey,
+    request_hash: t.requestHash,
+    created_at: t.createdAt,
+    started_at: t.startedAt,
+    finished_at: t.finishedAt,
+    runner_id: t.runnerId,
+    cost_usd: t.costUsd,
+    duration_ms: t.durationMs,
+    tools: JSON.stringify(t.tools ?? []),
+    output: toJson(t.output),
+    error: toJson(t.error),
+    resumed: t.resumed === null ? null : t.resumed ? 1 : 0,
+    usage: toJson(t.usage),
+  };
+}
+
+export function toEvent(row: EventRow): StoredEvent {
+  return {
+    sessionKey: row.session_key,
+    seq: row.seq,
+    taskId: row.task_id,
+    type: row.type,
+    data: JSON.parse(row.data) as StoredEvent['data'],
+    ts: row.ts,
+  };
+}

@@ -1,0 +1,70 @@
+/** Adding and reading tasks. Queue order everywhere is (created_at, seq). */
+import { RunnerError } from '../../core/errors.ts';
+import type { PageRequest } from '../../core/ports/store.ts';
+import type { Page, Task } from '../../core/model.ts';
+import { decodeCursor, encodeCursor, pageLimit } from '../cursor.ts';
+import { taskToRow, toTask, type Db } from './schema.ts';
+
+export async function enqueueTask(
+  db: Db, task: Task, limits: { maxQueued: number },
+): Promise<{ task: Task; created: boolean }> {
+  // One transaction (BEGIN IMMEDIATE, and kysely holds the only connection):
+  // concurrent submits with one key see each other, so exactly one inserts.
+  return db.transaction().execute(async (trx) => {
+    if (task.idempotencyKey != null) {
+      const existing = await trx.selectFrom('tasks').selectAll()
+        .where('session_key', '=', task.sessionKey)
+        .where('idempotency_key', '=', task.idempotencyKey)
+        .executeTakeFirst();
+      if (existing) {
+        if (existing.request_hash !== task.requestHash) throw new RunnerError('IDEMPOTENCY_CONFLICT');
+        return { task: toTask(existing), created: false };
+      }
+    }
+    const { n } = await trx.selectFrom('tasks')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('status', '=', 'queued').where('session_key', '=', task.sessionKey)
+      .executeTakeFirstOrThrow();
+    if (Number(n) >= limits.maxQueued) throw new RunnerError('QUEUE_FULL');
+    const row = await trx.insertInto('tasks').values({ ...taskToRow(task), status: 'queued' })
+      .returningAll().executeTakeFirstOrThrow();
+    return { task: toTask(row), created: true };
+  });
+}
+
+export async function getTask(db: Db, id: string): Promise<Task | undefined> {
+  const row = await db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+  return row && toTask(row);
+}
+
+export async function listTasks(db: Db, sessionKey: string, page: PageRequest): Promise<Page<Task>> {
+  const limit = pageLimit(page);
+  let query = db.selectFrom('tasks').selectAll().where('session_key', '=', sessionKey);
+  if (page.cursor) {
+    const [createdAt, seq] = decodeCursor<number>(page.cursor, 'number');
+    query = query.where((eb) => eb(eb.refTuple('created_at', 'seq'), '<', eb.tuple(createdAt, seq)));
+  }
+  const rows = await query.orderBy('created_at', 'desc').orderBy('seq', 'desc').limit(limit + 1).execute();
+  const page_ = rows.slice(0, limit);
+  const last = page_.at(-1);
+  return {
+    items: page_.map(toTask),
+    nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.seq) : null,
+  };
+}
+
+export async function queuePosition(db: Db, task: Task): Promise<number> {
+  const row = await db.selectFrom('tasks as q')
+    .innerJoin('tasks as me', (join) => join.on('me.id', '=', task.id).onRef('me.session_key', '=', 'q.session_key'))
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('q.status', '=', 'queued')
+    .where((eb) => eb(eb.refTuple('q.created_at', 'q.seq'), '<', eb.refTuple('me.created_at', 'me.seq')))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
+export async function countRunningTasks(db: Db): Promise<number> {
+  const { n } = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('status', '=', 'running').executeTakeFirstOrThrow();
+  return Number(n);
+}

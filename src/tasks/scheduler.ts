@@ -1,0 +1,86 @@
+/**
+ * The queue's engine: claims runnable tasks from the store (one per session
+ * at most, sessions served least recently first) while fewer than
+ * MAX_CONCURRENT_TASKS run here, and hands each to `execute`. Claiming is
+ * the store's atomic operation, so the store is the only source of truth on
+ * what runs; this class only counts its own.
+ */
+import type { Task } from '../core/model.ts';
+import type { Store } from '../core/ports/store.ts';
+
+export interface SchedulerOptions {
+  store: Store;
+  runnerId: string;
+  maxConcurrent: number;
+  execute(task: Task): Promise<void>;
+  logger: { error(obj: object, msg?: string): void };
+}
+
+export class Scheduler {
+  private readonly options: SchedulerOptions;
+  private readonly running = new Map<string, Promise<void>>();
+  private passing: Promise<void> | null = null;
+  private again = false;
+  private accepting = true;
+
+  constructor(options: SchedulerOptions) {
+    this.options = options;
+  }
+
+  /** Something changed (a task was queued or ended): look for work. */
+  poke(): void {
+    if (!this.accepting) return;
+    if (this.passing) {
+      this.again = true;
+      return;
+    }
+    this.passing = this.pass().finally(() => {
+      this.passing = null;
+      if (this.again) {
+        this.again = false;
+        this.poke();
+      }
+    });
+  }
+
+  runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Claims no more tasks. */
+  stop(): void {
+    this.accepting = false;
+  }
+
+  /** Resolves when the tasks running here have ended, or after timeoutMs (returns false then). */
+  async drain(timeoutMs: number): Promise<boolean> {
+    await this.passing;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
+    const all = Promise.allSettled([...this.running.values()]).then(() => true as const);
+    const drained = await Promise.race([all, timeout]);
+    clearTimeout(timer);
+    return drained;
+  }
+
+  private async pass(): Promise<void> {
+    const free = this.options.maxConcurrent - this.running.size;
+    if (free <= 0 || !this.accepting) return;
+    let claimed: Task[];
+    try {
+      claimed = await this.options.store.claimTasks(this.options.runnerId, free, Date.now());
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'claiming tasks failed');
+      return;
+    }
+    for (const task of claimed) {
+      const run = this.options.execute(task)
+        .catch((error: unknown) => this.options.logger.error({ err: error, taskId: task.id }, 'task execution failed'))
+        .finally(() => {
+          this.running.delete(task.id);
+          this.poke();
+        });
+      this.running.set(task.id, run);
+    }
+  }
+}

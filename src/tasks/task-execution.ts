@@ -1,0 +1,290 @@
+/**
+ * Runs one claimed task to its final status: sandbox up, model access
+ * granted, the task sent to the session's agent, the output shaped and
+ * checked, the cost metered, the outcome stored, the events appended.
+ * Abort, timeout, budget and sandbox limits all end a task the same way:
+ * the controller aborts with a RunnerError whose code decides the status.
+ *
+ * Owns: the life of a running task. Must not touch: HTTP, Docker or SQL
+ * (it goes through the ports).
+ */
+import { RunnerError, type ErrorBody } from '../core/errors.ts';
+import type { Session, Task } from '../core/model.ts';
+import type { AgentEvent, AgentRunResult, AgentRuntime } from '../core/ports/agent-runtime.ts';
+import { SANDBOX_GATEWAY_URL, SANDBOX_KEY_HELPER, type ModelGateway, type TaskMeter } from '../core/ports/model-gateway.ts';
+import type { NetworkMode, ResourceCounters, SandboxDriver, SandboxHandle } from '../core/ports/sandbox.ts';
+import type { Store } from '../core/ports/store.ts';
+import { statusForFailure, type FinalTaskStatus } from '../core/task-status.ts';
+import type { EventLog } from '../events/event-log.ts';
+import type { Redactor } from '../secrets/redactor.ts';
+import type { EnvSealer } from '../secrets/sealer.ts';
+import type { TemplateCatalog } from '../templates/catalog.ts';
+import { buildSystemPrompt, shapeOutput } from '../templates/output.ts';
+import type { SessionDirectories } from '../workspace/session-dirs.ts';
+import type { TaskCompletions } from './completions.ts';
+
+export interface TaskExecutionDeps {
+  store: Store;
+  events: EventLog;
+  sandbox: SandboxDriver;
+  runtime: AgentRuntime;
+  gateway: ModelGateway;
+  templates: TemplateCatalog;
+  dirs: SessionDirectories;
+  sealer: EnvSealer;
+  redactor: Redactor;
+  completions: TaskCompletions;
+  runnerId: string;
+  defaults: {
+    model: string | undefined;
+    maxTurns: number;
+    timeoutMs: number;
+    taskBudgetUsd: number | undefined;
+    sessionBudgetUsd: number | undefined;
+    network: NetworkMode;
+    /** How often the sandbox's OOM and process-limit counters are read during a task. */
+    resourcePollMs: number;
+  };
+  logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
+}
+
+interface Running {
+  controller: AbortController;
+  sessionKey: string;
+  done: Promise<void>;
+}
+
+/** Stopping the sandbox is how a task is stopped "at once", as the seed did: nothing it started survives. */
+const STOP_SANDBOX_ON: ReadonlySet<string> = new Set(['TASK_ABORTED', 'TASK_TIMEOUT', 'BUDGET_EXCEEDED', 'SANDBOX_LIMIT', 'TASK_INTERRUPTED']);
+
+export function composePrompt(message: string, context: string | null): string {
+  return context ? `${context}\n\n${message}` : message;
+}
+
+export class TaskExecution {
+  private readonly deps: TaskExecutionDeps;
+  private readonly running = new Map<string, Running>();
+
+  constructor(deps: TaskExecutionDeps) {
+    this.deps = deps;
+  }
+
+  isRunning(taskId: string): boolean {
+    return this.running.has(taskId);
+  }
+
+  runningTaskOf(sessionKey: string): string | undefined {
+    for (const [taskId, run] of this.running) if (run.sessionKey === sessionKey) return taskId;
+    return undefined;
+  }
+
+  /** Stops a task running here; resolves when it has ended. False when it does not run here. */
+  async stop(taskId: string, reason: RunnerError): Promise<boolean> {
+    const run = this.running.get(taskId);
+    if (!run) return false;
+    run.controller.abort(reason);
+    await run.done;
+    return true;
+  }
+
+  async stopAll(reason: RunnerError): Promise<void> {
+    await Promise.all([...this.running.keys()].map((taskId) => this.stop(taskId, reason)));
+  }
+
+  execute(task: Task): Promise<void> {
+    const controller = new AbortController();
+    const done = this.run(task, controller).finally(() => this.running.delete(task.id));
+    this.running.set(task.id, { controller, sessionKey: task.sessionKey, done });
+    return done;
+  }
+
+  private async run(task: Task, controller: AbortController): Promise<void> {
+    const { deps } = this;
+    const startedAt = task.startedAt ?? Date.now();
+    const signal = controller.signal;
+    const tools: string[] = [];
+    let agentSessionId: string | null = null;
+    let result: AgentRunResult | undefined;
+    let output: unknown;
+    let failure: RunnerError | undefined;
+    let meter: TaskMeter = { usage: { inputTokens: 0, outputTokens: 0, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 }, costUsd: 0, modelCalls: 0 };
+    let handle: SandboxHandle | undefined;
+    let countersBefore: ResourceCounters | undefined;
+    let granted = false;
+    let timer: NodeJS.Timeout | undefined;
+    let watcher: NodeJS.Timeout | undefined;
+
+    const session = await deps.store.getSessionByKey(task.sessionKey);
+    const resumedBefore = (session?.turns ?? 0) > 0;
+    await deps.events.append(task.sessionKey, task.id, 'task_start', { taskId: task.id, sessionId: task.sessionId, resumed: resumedBefore });
+
+    const checkAborted = (): void => {
+      if (signal.aborted) throw signal.reason;
+    };
+    try {
+      if (!session) throw new RunnerError('INTERNAL', 'The task has no session.');
+      const template = deps.templates.get(session.agent);
+      deps.gateway.checkConfigured();
+      const budgetUsd = this.budgetFor(task, session);
+      if (budgetUsd !== undefined && budgetUsd <= 0) throw new RunnerError('BUDGET_EXCEEDED', 'The session has spent its budget.');
+      const network = { mode: template.network.mode ?? deps.defaults.network, allow: template.network.allow };
+      const dirs = deps.dirs.of(session.key);
+      await deps.gateway.attachSession(session.key, dirs.socketDir);
+      checkAborted();
+      handle = await deps.sandbox.ensure({
+        sessionKey: session.key, tenantId: session.tenantId, sessionId: session.id,
+        workspaceDir: dirs.workspace, homeDir: dirs.home, gatewaySocketDir: dirs.socketDir, network: network.mode,
+      });
+      checkAborted();
+      countersBefore = await deps.sandbox.resourceCounters(handle);
+      watcher = this.watchResources(handle, countersBefore, controller);
+      await deps.gateway.openTask({
+        taskId: task.id, sessionKey: session.key, network, budgetUsd,
+        onModelCall: (call) => {
+          void deps.events.append(task.sessionKey, task.id, 'usage', {
+            model: call.model, inputTokens: call.usage.inputTokens, outputTokens: call.usage.outputTokens, costUsd: call.costUsd,
+          });
+        },
+        onBudgetExceeded: (spent) => {
+          controller.abort(new RunnerError('BUDGET_EXCEEDED', `The task spent $${spent.toFixed(4)} of its $${budgetUsd} budget.`));
+        },
+      });
+      granted = true;
+      checkAborted();
+      const timeoutMs = task.options.timeoutMs ?? deps.defaults.timeoutMs;
+      timer = setTimeout(() => controller.abort(new RunnerError('TASK_TIMEOUT', `The task ran past its limit of ${timeoutMs} ms.`)), timeoutMs);
+      const env = deps.sealer.unseal(task.sealedEnv);
+      deps.redactor.add(...Object.values(env));
+      const schema = task.options.outputSchema ?? template.outputSchema;
+      result = await deps.runtime.run({
+        taskId: task.id,
+        sessionKey: session.key,
+        sessionId: session.id,
+        sandbox: handle,
+        prompt: composePrompt(task.message, task.context),
+        systemPrompt: { mode: template.systemPromptMode, text: buildSystemPrompt(template.agentsMd, schema ? null : template.outputMd) },
+        ...(schema ? { outputSchema: schema } : {}),
+        ...(template.model ?? deps.defaults.model ? { model: template.model ?? deps.defaults.model } : {}),
+        maxTurns: task.options.maxTurns ?? template.maxTurns ?? deps.defaults.maxTurns,
+        env,
+        modelEndpoint: { baseUrl: SANDBOX_GATEWAY_URL, keyHelper: SANDBOX_KEY_HELPER },
+        processEnv: proxyEnv(network.mode),
+        resumeId: session.agentSessionId,
+        signal,
+        onEvent: (event) => {
+          if (event.type === 'tool_start' && !tools.includes(event.data.tool)) tools.push(event.data.tool);
+          if (event.type === 'init') agentSessionId = event.data.agentSessionId;
+          void this.appendAgentEvent(task, event);
+        },
+      });
+      agentSessionId = result.agentSessionId;
+      checkAborted();
+      output = shapeOutput(result.text, result.structuredOutput, template, schema ?? null);
+    } catch (error) {
+      failure = signal.aborted && signal.reason instanceof RunnerError ? signal.reason : toRunnerError(error);
+    } finally {
+      clearTimeout(timer);
+      clearInterval(watcher);
+    }
+    if (granted) meter = await deps.gateway.closeTask(task.id);
+    // A tool killed for memory or processes may not fail the agent; it still fails the task, clearly.
+    if (handle && countersBefore) failure = (await this.limitFailureSince(handle, countersBefore)) ?? failure;
+    if (failure && handle) await this.cleanUpAfterFailure(task, failure, handle);
+
+    const finishedAt = Date.now();
+    const status: FinalTaskStatus = failure ? statusForFailure(failure.code) : 'succeeded';
+    const error: ErrorBody | null = failure ? deps.redactor.redactDeep(failure.toBody()) : null;
+    const resumed = result ? result.resumed && !result.resumeLost : resumedBefore;
+    const ended = await deps.store.finishTask(task.id, deps.runnerId, {
+      status, finishedAt, costUsd: meter.costUsd, durationMs: finishedAt - startedAt, tools,
+      output: failure ? null : deps.redactor.redactDeep(output), error, resumed, usage: meter.usage,
+    });
+    if (!ended) {
+      deps.logger.warn({ taskId: task.id }, 'task was ended elsewhere while it ran here; its outcome is dropped');
+      return;
+    }
+    await deps.store.recordSessionActivity(task.sessionKey, {
+      costUsd: meter.costUsd, turn: meter.modelCalls > 0, agentSessionId: agentSessionId ?? undefined, at: finishedAt,
+    });
+    if (failure) {
+      if (status === 'aborted') await deps.events.append(task.sessionKey, task.id, 'abort', { taskId: task.id });
+      await deps.events.append(task.sessionKey, task.id, 'task_error', {
+        taskId: task.id, status, error: error!, cost: meter.costUsd, duration: finishedAt - startedAt,
+      });
+    } else {
+      await deps.events.append(task.sessionKey, task.id, 'task_complete', {
+        taskId: task.id, output, cost: meter.costUsd, duration: finishedAt - startedAt, tools, resumed,
+      });
+    }
+    const final = await deps.store.getTask(task.id);
+    if (final) deps.completions.announce(final);
+  }
+
+  private async appendAgentEvent(task: Task, event: AgentEvent): Promise<void> {
+    try {
+      await this.deps.events.append(task.sessionKey, task.id, event.type, event.data);
+    } catch (error) {
+      this.deps.logger.error({ err: error, taskId: task.id }, 'could not store an event');
+    }
+  }
+
+  /** The smaller of the task's budget and what is left of the session's. */
+  private budgetFor(task: Task, session: Session): number | undefined {
+    const taskBudget = task.options.budgetUsd ?? this.deps.defaults.taskBudgetUsd;
+    const sessionBudget = this.deps.defaults.sessionBudgetUsd;
+    const sessionLeft = sessionBudget === undefined ? undefined : sessionBudget - session.totalCostUsd;
+    if (taskBudget === undefined) return sessionLeft;
+    if (sessionLeft === undefined) return taskBudget;
+    return Math.min(taskBudget, sessionLeft);
+  }
+
+  private watchResources(handle: SandboxHandle, before: ResourceCounters, controller: AbortController): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      void this.deps.sandbox.resourceCounters(handle).then((now) => {
+        const failure = limitFailure(before, now);
+        if (failure) controller.abort(failure);
+      }, () => undefined);
+    }, this.deps.defaults.resourcePollMs);
+    timer.unref();
+    return timer;
+  }
+
+  private async limitFailureSince(handle: SandboxHandle, before: ResourceCounters): Promise<RunnerError | undefined> {
+    try {
+      return limitFailure(before, await this.deps.sandbox.resourceCounters(handle));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async cleanUpAfterFailure(task: Task, failure: RunnerError, handle: SandboxHandle): Promise<void> {
+    const { deps } = this;
+    try {
+      await deps.runtime.release(task.sessionKey);
+      if (STOP_SANDBOX_ON.has(failure.code)) await deps.sandbox.stop(task.sessionKey);
+      else await deps.sandbox.killAgentProcesses(handle);
+    } catch (error) {
+      deps.logger.warn({ err: error, taskId: task.id }, 'cleaning up after a failed task went wrong');
+    }
+  }
+}
+
+function limitFailure(before: ResourceCounters, now: ResourceCounters): RunnerError | undefined {
+  if (now.oomKills > before.oomKills) return new RunnerError('SANDBOX_LIMIT', 'The sandbox ran out of memory: a process was killed.');
+  if (now.pidsLimitHits > before.pidsLimitHits) return new RunnerError('SANDBOX_LIMIT', 'The sandbox hit its process limit.');
+  return undefined;
+}
+
+/** Under the allowlist policy, tools reach the outside only through the gateway's proxy. */
+function proxyEnv(mode: NetworkMode): Record<string, string> {
+  if (mode !== 'allowlist') return {};
+  return {
+    HTTP_PROXY: SANDBOX_GATEWAY_URL, HTTPS_PROXY: SANDBOX_GATEWAY_URL, http_proxy: SANDBOX_GATEWAY_URL, https_proxy: SANDBOX_GATEWAY_URL,
+    NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost',
+  };
+}
+
+export function toRunnerError(error: unknown): RunnerError {
+  if (error instanceof RunnerError) return error;
+  return new RunnerError('INTERNAL', `Internal error: ${(error as Error)?.message ?? String(error)}`);
+}

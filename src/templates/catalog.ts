@@ -1,0 +1,114 @@
+/**
+ * Agent templates: the folders a session's workspace is copied from, in the
+ * seed's layout (AGENTS.md, OUTPUT.md, tools/*.sh) plus two optional files of
+ * ours, output.schema.json and runner.json. AGENT_DIR is either one template
+ * (it holds AGENTS.md; its name is "default") or a folder of templates (one
+ * sub-folder each). This module reads templates; it never writes to them.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { RunnerError } from '../core/errors.ts';
+import type { NetworkMode } from '../core/ports/sandbox.ts';
+import { checkUserSchema } from './output.ts';
+
+/** Host:port an allowlisted sandbox may reach through the egress proxy ("api.example.com:443", "host.docker.internal:3457"). */
+const allowEntry = z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected host or host:port');
+
+const runnerJson = z.object({
+  network: z.object({
+    mode: z.enum(['none', 'allowlist', 'open']).optional(),
+    allow: z.array(allowEntry).max(256).default([]),
+  }).strict().default({ allow: [] }),
+  /** "append" keeps Claude Code's own system prompt and adds AGENTS.md; "replace" uses AGENTS.md alone. */
+  systemPrompt: z.enum(['append', 'replace']).default('append'),
+  model: z.string().min(1).optional(),
+  maxTurns: z.number().int().positive().optional(),
+}).strict();
+
+export interface AgentTemplate {
+  name: string;
+  dir: string;
+  agentsMd: string;
+  outputMd: string | null;
+  outputSchema: Record<string, unknown> | null;
+  network: { mode: NetworkMode | undefined; allow: string[] };
+  systemPromptMode: 'append' | 'replace';
+  model: string | undefined;
+  maxTurns: number | undefined;
+}
+
+function readOptional(path: string): string | null {
+  return existsSync(path) ? readFileSync(path, 'utf8') : null;
+}
+
+export function loadTemplate(name: string, dir: string): AgentTemplate {
+  const agentsMd = readOptional(join(dir, 'AGENTS.md'));
+  if (agentsMd === null) throw new Error(`agent template ${name}: ${dir}/AGENTS.md is missing`);
+  const schemaText = readOptional(join(dir, 'output.schema.json'));
+  let outputSchema: Record<string, unknown> | null = null;
+  if (schemaText !== null) {
+    try {
+      outputSchema = checkUserSchema(JSON.parse(schemaText));
+    } catch (error) {
+      throw new Error(`agent template ${name}: output.schema.json: ${(error as Error).message}`);
+    }
+  }
+  const configText = readOptional(join(dir, 'runner.json'));
+  const parsed = runnerJson.safeParse(configText === null ? {} : JSON.parse(configText));
+  if (!parsed.success) {
+    throw new Error(`agent template ${name}: runner.json: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return {
+    name,
+    dir,
+    agentsMd,
+    outputMd: readOptional(join(dir, 'OUTPUT.md')),
+    outputSchema,
+    network: { mode: parsed.data.network.mode, allow: parsed.data.network.allow },
+    systemPromptMode: parsed.data.systemPrompt,
+    model: parsed.data.model,
+    maxTurns: parsed.data.maxTurns,
+  };
+}
+
+export class TemplateCatalog {
+  private readonly templates = new Map<string, AgentTemplate>();
+  private readonly defaultName: string | undefined;
+
+  constructor(agentDir: string, defaultAgent?: string) {
+    if (!existsSync(agentDir)) throw new Error(`AGENT_DIR ${agentDir} does not exist`);
+    if (existsSync(join(agentDir, 'AGENTS.md'))) {
+      this.templates.set('default', loadTemplate('default', agentDir));
+    } else {
+      for (const entry of readdirSync(agentDir).sort()) {
+        const dir = join(agentDir, entry);
+        if (statSync(dir).isDirectory() && existsSync(join(dir, 'AGENTS.md'))) this.templates.set(entry, loadTemplate(entry, dir));
+      }
+    }
+    if (this.templates.size === 0) throw new Error(`AGENT_DIR ${agentDir} holds no AGENTS.md, nor folders that do`);
+    if (defaultAgent !== undefined && !this.templates.has(defaultAgent)) {
+      throw new Error(`DEFAULT_AGENT ${defaultAgent} is not a template in ${agentDir}`);
+    }
+    this.defaultName = defaultAgent ?? (this.templates.size === 1 ? [...this.templates.keys()][0] : undefined);
+  }
+
+  names(): string[] {
+    return [...this.templates.keys()];
+  }
+
+  get(name: string): AgentTemplate {
+    const template = this.templates.get(name);
+    if (!template) throw new RunnerError('AGENT_NOT_FOUND', `No agent template named "${name}". Known: ${this.names().join(', ')}.`);
+    return template;
+  }
+
+  /** The template a new session is bound to. */
+  pick(requested: string | undefined): AgentTemplate {
+    if (requested !== undefined) return this.get(requested);
+    if (this.defaultName === undefined) {
+      throw new RunnerError('AGENT_REQUIRED', `Several agent templates exist (${this.names().join(', ')}): name one in the "agent" field.`);
+    }
+    return this.get(this.defaultName);
+  }
+}

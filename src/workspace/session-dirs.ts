@@ -1,0 +1,61 @@
+/**
+ * Where a session's files live on the host, and their creation, reset and
+ * removal. Folders are named by the session's internal key (never by a
+ * caller's id), so no caller input ever becomes a path here.
+ *
+ *   DATA_DIR/sessions/<key>/workspace   → /workspace in the sandbox (a copy of the template)
+ *   DATA_DIR/sessions/<key>/home        → the agent user's home (~/.claude: conversation memory)
+ *   DATA_DIR/sockets/<key>/             → the gateway's unix socket for this session
+ */
+import { cp, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface SessionDirs {
+  root: string;
+  workspace: string;
+  home: string;
+  socketDir: string;
+}
+
+/** Unix socket paths are limited to 107 bytes; keep ours well inside. */
+const MAX_SOCKET_PATH = 100;
+
+export class SessionDirectories {
+  private readonly dataDir: string;
+
+  constructor(dataDir: string) {
+    this.dataDir = dataDir;
+    const longest = join(dataDir, 'sockets', 'x'.repeat(26), 'gateway.sock');
+    if (longest.length > MAX_SOCKET_PATH) {
+      throw new Error(`DATA_DIR ${dataDir} is too long for unix socket paths (limit ${MAX_SOCKET_PATH} bytes): choose a shorter path`);
+    }
+  }
+
+  of(key: string): SessionDirs {
+    const root = join(this.dataDir, 'sessions', key);
+    return { root, workspace: join(root, 'workspace'), home: join(root, 'home'), socketDir: join(this.dataDir, 'sockets', key) };
+  }
+
+  /** Fresh folders: the workspace a copy of the template (modes kept, so tools stay executable). */
+  async create(key: string, templateDir: string): Promise<SessionDirs> {
+    const dirs = this.of(key);
+    await mkdir(dirs.home, { recursive: true });
+    await mkdir(dirs.socketDir, { recursive: true });
+    await cp(templateDir, dirs.workspace, { recursive: true, preserveTimestamps: true, force: false, errorOnExist: false });
+    return dirs;
+  }
+
+  /** Back to a fresh copy of the template, with an empty home (memory forgotten). */
+  async reset(key: string, templateDir: string): Promise<SessionDirs> {
+    const dirs = this.of(key);
+    await rm(dirs.workspace, { recursive: true, force: true });
+    await rm(dirs.home, { recursive: true, force: true });
+    return this.create(key, templateDir);
+  }
+
+  async remove(key: string): Promise<void> {
+    const dirs = this.of(key);
+    await rm(dirs.root, { recursive: true, force: true });
+    await rm(dirs.socketDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,159 @@
+/** The store contract on SQLite (a temp file per test), and what only SQLite has. */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { openSqliteStore, sqliteIntegrityCheck } from '../../src/store/sqlite/index.ts';
+import { makeOutcome, makeSession, makeTask } from './fixtures.ts';
+import { defineStoreSuite } from './store-suite.ts';
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'runner-store-'));
+}
+
+defineStoreSuite('sqlite', async () => {
+  const dir = await tempDir();
+  const store = await openSqliteStore({ file: join(dir, 'runner.db') });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('SQLite store', () => {
+  let dir = '';
+  let file = '';
+  beforeEach(async () => {
+    dir = await tempDir();
+    file = join(dir, 'runner.db');
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('opens with WAL, synchronous=FULL, foreign keys on and a busy timeout', async () => {
+    const store = await openSqliteStore({ file, busyTimeoutMs: 1234 });
+    try {
+      assert.deepEqual(await store.pragmas(), { journalMode: 'wal', synchronous: 2, foreignKeys: 1, busyTimeout: 1234 });
+    } finally {
+      await store.close();
+    }
+    const defaults = await openSqliteStore({ file });
+    try {
+      assert.ok((await defaults.pragmas()).busyTimeout > 0);
+    } finally {
+      await defaults.close();
+    }
+  });
+
+  test('integrity_check is ok, open and after close', async () => {
+    const store = await openSqliteStore({ file });
+    await store.createSession(makeSession(1), { maxSessions: 10 });
+    assert.deepEqual(await store.integrityCheck(), ['ok']);
+    await store.close();
+    assert.deepEqual(sqliteIntegrityCheck(file), ['ok']);
+  });
+
+  test('sqliteIntegrityCheck reports a damaged file', async () => {
+    const store = await openSqliteStore({ file });
+    await store.createSession(makeSession(1), { maxSessions: 10 });
+    await store.close();
+    // Redefine an index behind SQLite's back: its stored entries no longer match the rows.
+    const raw = new DatabaseSync(file, { defensive: false });
+    raw.exec('PRAGMA writable_schema = ON');
+    raw.exec(`update sqlite_schema set sql = 'CREATE INDEX "sessions_created_idx" on "sessions" ("agent")' where name = 'sessions_created_idx'`);
+    raw.close();
+    assert.deepEqual(sqliteIntegrityCheck(file), ['row 1 missing from index sessions_created_idx']);
+  });
+
+  test('sqliteIntegrityCheck reports a file too damaged to check, and refuses a missing one', async () => {
+    await writeFile(file, 'not a database, just some text that is long enough to have a header');
+    const result = sqliteIntegrityCheck(file);
+    assert.equal(result.length, 1);
+    assert.notEqual(result[0], 'ok');
+    assert.match(result[0]!, /not a database/);
+    assert.throws(() => sqliteIntegrityCheck(join(dir, 'missing.db')), /No database file/);
+  });
+
+  test('data survives close and reopen; migrations are not run twice', async () => {
+    const s = makeSession(1);
+    let store = await openSqliteStore({ file });
+    await store.createSession(s, { maxSessions: 10 });
+    await store.enqueueTask(makeTask(s, 't1', { idempotencyKey: 'k', requestHash: 'h' }), { maxQueued: 10 });
+    await store.enqueueTask(makeTask(s, 't2'), { maxQueued: 10 });
+    await store.claimTasks('runner-1', 1, 1_000);
+    await store.finishTask('t1', 'runner-1', makeOutcome());
+    await store.appendEvents([{ sessionKey: s.key, taskId: 't1', type: 'text', data: { text: 'hello' } }], 1_000);
+    const before = { session: await store.summarizeSession(s.key), tasks: await store.listTasks(s.key, { limit: 10 }) };
+    await store.close();
+
+    store = await openSqliteStore({ file });
+    try {
+      assert.deepEqual({ session: await store.summarizeSession(s.key), tasks: await store.listTasks(s.key, { limit: 10 }) }, before);
+      assert.deepEqual((await store.readEvents(s.key, 0, 10)).map((e) => [e.seq, e.data]), [[1, { text: 'hello' }]]);
+      assert.equal((await store.enqueueTask(makeTask(s, 't3', { idempotencyKey: 'k', requestHash: 'h' }), { maxQueued: 10 })).created, false);
+      assert.deepEqual((await store.claimTasks('runner-2', 5, 2_000)).map((t) => t.id), ['t2']);
+      assert.deepEqual((await store.appendEvents([{ sessionKey: s.key, taskId: null, type: 'session_reset', data: {} }], 2_000)).map((e) => e.seq), [2]);
+    } finally {
+      await store.close();
+    }
+    const raw = new DatabaseSync(file);
+    const migrations = raw.prepare('select name from kysely_migration order by name').all().map((r) => r.name);
+    raw.close();
+    assert.deepEqual(migrations, ['001_initial']);
+  });
+
+  test('an in-memory database works and close is idempotent', async () => {
+    const store = await openSqliteStore({ file: ':memory:' });
+    await store.createSession(makeSession(1), { maxSessions: 10 });
+    assert.deepEqual(await store.listAllSessionKeys(), ['key-1']);
+    assert.equal((await store.pragmas()).foreignKeys, 1);
+    await store.close();
+    await store.close();
+  });
+
+  test('a failed transaction leaves nothing behind and the store keeps working', async () => {
+    const store = await openSqliteStore({ file });
+    try {
+      const s = makeSession(1);
+      await store.createSession(s, { maxSessions: 10 });
+      // A task whose session does not exist breaks the foreign key inside enqueueTask's transaction.
+      await assert.rejects(store.enqueueTask(makeTask(makeSession(2), 'orphan'), { maxQueued: 10 }));
+      assert.equal(await store.getTask('orphan'), undefined);
+      assert.equal((await store.enqueueTask(makeTask(s, 't1'), { maxQueued: 10 })).created, true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('one running task per session is enforced by the schema too', async () => {
+    const store = await openSqliteStore({ file });
+    const s = makeSession(1);
+    await store.createSession(s, { maxSessions: 10 });
+    await store.enqueueTask(makeTask(s, 't1'), { maxQueued: 10 });
+    await store.enqueueTask(makeTask(s, 't2'), { maxQueued: 10 });
+    await store.claimTasks('runner-1', 1, 1_000);
+    await store.close();
+    const raw = new DatabaseSync(file);
+    try {
+      assert.throws(() => raw.prepare("update tasks set status = 'running' where id = 't2'").run(), /UNIQUE constraint failed/);
+    } finally {
+      raw.close();
+    }
+  });
+});
+
+test('close lets queries already issued finish first', async () => {
+  const store = await openSqliteStore({ file: ':memory:' });
+  await store.createSession(makeSession(1), { maxSessions: 10 });
+  const pending = Array.from({ length: 5 }, (_, i) =>
+    store.enqueueTask(makeTask(makeSession(1), `t${i}`), { maxQueued: 10 }));
+  await store.close();
+  const results = await Promise.all(pending);
+  assert.deepEqual(results.map((r) => r.created), [true, true, true, true, true]);
+});
