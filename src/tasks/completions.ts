@@ -9,8 +9,15 @@ type Waiter = (task: Task) => void;
 
 export class TaskCompletions {
   private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly listeners: Waiter[] = [];
+
+  /** Called for every task that ends (metrics). */
+  onEnd(listener: Waiter): void {
+    this.listeners.push(listener);
+  }
 
   announce(task: Task): void {
+    for (const listener of this.listeners) listener(task);
     const set = this.waiters.get(task.id);
     if (!set) return;
     this.waiters.delete(task.id);

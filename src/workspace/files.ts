@@ -104,7 +104,12 @@ export class WorkspaceFiles {
   }
 
   /** Writes atomically (temp file + rename), creating parent folders; returns the size written. */
-  async write(root: string, relPath: string, body: Readable, owner?: { uid: number; gid: number }): Promise<number> {
+  async write(
+    root: string,
+    relPath: string,
+    body: Readable,
+    options: { maxBytes: number; owner?: { uid: number; gid: number } | undefined },
+  ): Promise<number> {
     const absolute = lexicalPath(root, relPath);
     await checkRealPath(root, absolute);
     await mkdir(dirname(absolute), { recursive: true });
@@ -114,9 +119,14 @@ export class WorkspaceFiles {
     let size = 0;
     try {
       const out = createWriteStream('', { fd: handle.fd, autoClose: true });
-      body.on('data', (chunk: Buffer) => { size += chunk.length; });
-      await pipeline(body, out);
-      if (owner) await chown(temp, owner.uid, owner.gid);
+      await pipeline(body, async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          size += chunk.length;
+          if (size > options.maxBytes) throw new RunnerError('PAYLOAD_TOO_LARGE', `Uploads are limited to ${options.maxBytes} bytes.`);
+          yield chunk;
+        }
+      }, out);
+      if (options.owner) await chown(temp, options.owner.uid, options.owner.gid);
       // rename replaces a symlink at the target instead of following it.
       await rename(temp, absolute);
     } catch (error) {

@@ -77,10 +77,13 @@ export interface Store {
   /** Number of queued tasks of the session created before this one (0 = next to run). */
   queuePosition(task: Task): Promise<number>;
   countRunningTasks(): Promise<number>;
+  /** The session's oldest task still queued or running, if any. */
+  oldestUnfinishedTask(sessionKey: string): Promise<Task | undefined>;
   /**
    * Claims up to `limit` tasks to run, atomically: for each session with no
    * running task, its oldest queued task; sessions served least recently go
-   * first. Claimed tasks become running, owned by runnerId, with startedAt=now.
+   * first (ties: oldest queued task first; "oldest" is createdAt, then submit
+   * order). Claimed tasks become running, owned by runnerId, with startedAt=now.
    */
   claimTasks(runnerId: string, limit: number, now: number): Promise<Task[]>;
   /** Ends a running task owned by runnerId. False when it is not (finished or taken over). Erases sealedEnv. */
@@ -91,11 +94,13 @@ export interface Store {
   interruptRunningTasks(runnerId: string | null, error: ErrorBody, now: number): Promise<Task[]>;
 
   // ── events ────────────────────────────────────────────────────────────
-  /** Appends in order, assigning each session's next sequence numbers, in one transaction. */
+  /** Appends in order, assigning each session's next sequence numbers, in one transaction. Throws SESSION_NOT_FOUND (and appends nothing) for an unknown session. */
   appendEvents(events: NewEvent[], now: number): Promise<StoredEvent[]>;
   /** Events with seq > afterSeq, oldest first. */
   readEvents(sessionKey: string, afterSeq: number, limit: number): Promise<StoredEvent[]>;
   eventBounds(sessionKey: string): Promise<EventBounds>;
+  /** Sequence number of a task's first stored event, or null when none is stored. */
+  taskFirstEventSeq(sessionKey: string, taskId: string): Promise<number | null>;
   /** Drops events past the policy, in every session. Returns how many were dropped. */
   trimEvents(policy: RetentionPolicy, now: number): Promise<number>;
 }

@@ -90,3 +90,10 @@ export async function trimEvents(db: Db, policy: RetentionPolicy, now: number): 
     return dropped;
   });
 }
+
+export async function taskFirstEventSeq(db: Db, sessionKey: string, taskId: string): Promise<number | null> {
+  const row = await db.selectFrom('events').select((eb) => eb.fn.min('seq').as('first'))
+    .where('session_key', '=', sessionKey).where('task_id', '=', taskId)
+    .executeTakeFirst();
+  return row?.first == null ? null : Number(row.first);
+}

@@ -21,7 +21,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { Kysely, Migrator, sql } from 'kysely';
 import type { Store } from '../../core/ports/store.ts';
 import { NodeSqliteDatabase, NodeSqliteDialect } from './dialect.ts';
-import { appendEvents, eventBounds, readEvents, trimEvents } from './events.ts';
+import { appendEvents, eventBounds, readEvents, taskFirstEventSeq, trimEvents } from './events.ts';
 import { abortQueuedTasks, claimTasks, finishTask, interruptRunningTasks } from './lifecycle.ts';
 import { migrationProvider } from './migrations/index.ts';
 import type { Database } from './schema.ts';
@@ -29,7 +29,7 @@ import {
   createSession, deleteSession, findSession, getSessionByKey, listAllSessionKeys, listIdleSessions,
   listSessions, recordSessionActivity, resetSession, summarizeSession,
 } from './sessions.ts';
-import { countRunningTasks, enqueueTask, getTask, listTasks, queuePosition } from './tasks.ts';
+import { countRunningTasks, enqueueTask, getTask, listTasks, oldestUnfinishedTask, queuePosition } from './tasks.ts';
 
 export interface SqliteStoreOptions {
   /** Path of the database file, or ':memory:'. */
@@ -106,6 +106,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     listTasks: (sessionKey, page) => listTasks(db, sessionKey, page),
     queuePosition: (task) => queuePosition(db, task),
     countRunningTasks: () => countRunningTasks(db),
+    oldestUnfinishedTask: (sessionKey) => oldestUnfinishedTask(db, sessionKey),
     claimTasks: (runnerId, limit, now) => claimTasks(db, runnerId, limit, now),
     finishTask: (taskId, runnerId, outcome) => finishTask(db, taskId, runnerId, outcome),
     abortQueuedTasks: (target, error, now) => abortQueuedTasks(db, target, error, now),
@@ -114,6 +115,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     appendEvents: (events, now) => appendEvents(db, events, now),
     readEvents: (sessionKey, afterSeq, limit) => readEvents(db, sessionKey, afterSeq, limit),
     eventBounds: (sessionKey) => eventBounds(db, sessionKey),
+    taskFirstEventSeq: (sessionKey, taskId) => taskFirstEventSeq(db, sessionKey, taskId),
     trimEvents: (policy, now) => trimEvents(db, policy, now),
 
     integrityCheck: async () => {

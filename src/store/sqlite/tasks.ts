@@ -68,3 +68,12 @@ export async function countRunningTasks(db: Db): Promise<number> {
     .where('status', '=', 'running').executeTakeFirstOrThrow();
   return Number(n);
 }
+
+/** The session's oldest task still queued or running, if any. */
+export async function oldestUnfinishedTask(db: Db, sessionKey: string): Promise<Task | undefined> {
+  const row = await db.selectFrom('tasks').selectAll()
+    .where('session_key', '=', sessionKey).where('status', 'in', ['queued', 'running'])
+    .orderBy('created_at').orderBy('seq').limit(1)
+    .executeTakeFirst();
+  return row ? toTask(row) : undefined;
+}

@@ -4,9 +4,11 @@
  */
 import type { Migration, MigrationProvider } from 'kysely';
 import * as m001 from './001_initial.ts';
+import * as m002 from './002_task_events_index.ts';
 
 const migrations: Record<string, Migration> = {
   '001_initial': m001,
+  '002_task_events_index': m002,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,233 @@
+/**
+ * The composition root: the only file that picks concrete adapters (SQLite
+ * store, Docker sandbox, Claude Code runtime, socket gateway) and wires them
+ * into the domain services and the HTTP layer. `createRunner` builds;
+ * `start` recovers from a crash and listens; `shutdown` drains and exits.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Config } from './config.ts';
+import { RunnerError } from './core/errors.ts';
+import { newId } from './core/ids.ts';
+import type { Store } from './core/ports/store.ts';
+import { EventLog } from './events/event-log.ts';
+import { SocketModelGateway } from './gateway/gateway.ts';
+import { ApiAuth } from './http/auth.ts';
+import { buildHttpApp } from './http/app.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { priceUsage } from './pricing/prices.ts';
+import { ClaudeAgentRuntime } from './runtime/claude/runtime.ts';
+import { DockerSandboxDriver } from './sandbox/docker/driver.ts';
+import { Redactor } from './secrets/redactor.ts';
+import { EnvSealer } from './secrets/sealer.ts';
+import { SessionService } from './sessions/session-service.ts';
+import { openSqliteStore } from './store/sqlite/index.ts';
+import { TaskCompletions } from './tasks/completions.ts';
+import { Scheduler } from './tasks/scheduler.ts';
+import { TaskExecution } from './tasks/task-execution.ts';
+import { TaskService } from './tasks/task-service.ts';
+import { TemplateCatalog } from './templates/catalog.ts';
+import { WorkspaceFiles } from './workspace/files.ts';
+import { SessionDirectories } from './workspace/session-dirs.ts';
+
+export interface Runner {
+  config: Config;
+  runnerId: string;
+  logger: Logger;
+  store: Store;
+  http: FastifyInstance;
+  tasks: TaskService;
+  sessions: SessionService;
+  events: EventLog;
+  /** Recovers what a crash left, starts the scheduler and timers, listens. Returns the bound address. */
+  start(): Promise<string>;
+  /** Stops taking tasks, lets running ones finish within the grace period, interrupts the rest, closes. */
+  shutdown(): Promise<void>;
+}
+
+/** The `claude` executable that came with the Agent SDK, for this machine's platform. */
+export function findClaudeExecutable(configured: string | undefined): string {
+  if (configured) return configured;
+  const require = createRequire(import.meta.url);
+  const suffix = process.arch === 'arm64' ? 'arm64' : 'x64';
+  for (const name of [`@anthropic-ai/claude-agent-sdk-linux-${suffix}`, `@anthropic-ai/claude-agent-sdk-linux-${suffix}-musl`]) {
+    try {
+      const path = join(dirname(require.resolve(`${name}/package.json`)), 'claude');
+      if (existsSync(path)) return path;
+    } catch {
+      // not installed for this platform
+    }
+  }
+  throw new Error('The claude executable was not found: run `npm install`, or set CLAUDE_EXECUTABLE (a Linux build, it runs inside the sandbox).');
+}
+
+function stableRunnerId(config: Config): string {
+  if (config.runnerId) return config.runnerId;
+  const file = join(config.dataDir, 'runner-id');
+  if (!existsSync(file)) writeFileSync(file, newId('r'));
+  return readFileSync(file, 'utf8').trim();
+}
+
+export async function createRunner(config: Config): Promise<Runner> {
+  const redactor = new Redactor();
+  redactor.addPermanent(config.upstream.apiKey, config.upstream.oauthToken, ...config.apiKeys.map((k) => k.key));
+  const logger = createLogger(config.logLevel, redactor);
+  for (const warning of config.warnings) logger.warn(warning);
+
+  mkdirSync(config.dataDir, { recursive: true });
+  const runnerId = stableRunnerId(config);
+  const store = await openSqliteStore({ file: join(config.dataDir, 'runner.db') });
+  const templates = new TemplateCatalog(config.agentDir, config.defaultAgent);
+  const dirs = new SessionDirectories(config.dataDir);
+  const sealer = EnvSealer.fromDataDir(config.dataDir, process.env.RUNNER_SECRET_KEY);
+  const files = new WorkspaceFiles();
+  const sandbox = new DockerSandboxDriver({
+    runnerId,
+    image: config.sandbox.image,
+    claudeExecutablePath: findClaudeExecutable(config.claudeExecutable),
+    limits: { memoryBytes: config.sandbox.memoryBytes, nanoCpus: config.sandbox.nanoCpus, pidsLimit: config.sandbox.pidsLimit, tmpSizeBytes: config.sandbox.tmpSizeBytes },
+    ...(config.sandbox.runtime ? { runtime: config.sandbox.runtime } : {}),
+    logger: logger.child({ component: 'sandbox' }),
+  });
+  const gateway = new SocketModelGateway({
+    upstream: config.upstream,
+    deniedLocalPorts: [config.port],
+    priceUsage,
+    redactor,
+    logger: logger.child({ component: 'gateway' }),
+  });
+  const runtime = new ClaudeAgentRuntime({
+    sandbox,
+    executablePath: '/opt/claude/claude',
+    maxLiveAgents: config.limits.maxLiveAgents,
+    idleMs: config.agentIdleMs,
+    logger: logger.child({ component: 'runtime' }),
+  });
+  const events = new EventLog(store, redactor);
+  const completions = new TaskCompletions();
+  const execution = new TaskExecution({
+    store, events, sandbox, runtime, gateway, templates, dirs, sealer, redactor, completions, runnerId,
+    defaults: {
+      model: config.model,
+      maxTurns: config.maxTurns,
+      timeoutMs: config.limits.taskTimeoutMs,
+      taskBudgetUsd: config.limits.taskBudgetUsd,
+      sessionBudgetUsd: config.limits.sessionBudgetUsd,
+      network: config.sandbox.defaultNetwork,
+      resourcePollMs: 1000,
+    },
+    logger: logger.child({ component: 'tasks' }),
+  });
+  const scheduler = new Scheduler({
+    store, runnerId, maxConcurrent: config.limits.maxConcurrentTasks, execute: (task) => execution.execute(task), logger,
+  });
+  const sessions = new SessionService({
+    store, events, sandbox, runtime, gateway, templates, dirs,
+    maxSessions: config.limits.maxSessions, idleTimeoutMs: config.idleTimeoutMs, logger: logger.child({ component: 'sessions' }),
+  });
+  let accepting = true;
+  const tasks = new TaskService({
+    store, events, sessions, scheduler, execution, completions, sealer, redactor,
+    maxQueuedPerSession: config.limits.maxQueuedPerSession,
+    isAccepting: () => accepting,
+  });
+  sessions.stopTasks = async (sessionKey) => {
+    await tasks.abortSessionByKey(sessionKey, new RunnerError('TASK_ABORTED', 'The session was reset or deleted.'));
+  };
+
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
+  const tasksEnded = new Counter({ name: 'claude_runner_tasks_total', help: 'Tasks ended, by final status.', labelNames: ['status'], registers: [metrics] });
+  const costTotal = new Counter({ name: 'claude_runner_cost_usd_total', help: 'Model cost metered, in USD.', registers: [metrics] });
+  new Gauge({ name: 'claude_runner_tasks_running', help: 'Tasks running on this instance.', registers: [metrics], collect() { this.set(scheduler.runningCount()); } });
+  new Gauge({ name: 'claude_runner_live_agents', help: 'Live agent processes.', registers: [metrics], collect() { this.set(runtime.liveSessions().length); } });
+  completions.onEnd((task) => {
+    tasksEnded.inc({ status: task.status });
+    costTotal.inc(task.costUsd ?? 0);
+  });
+
+  const auth = new ApiAuth(config.apiKeys);
+  const http = await buildHttpApp({
+    tasks, sessions, events, store, files, auth, logger,
+    bodyLimitBytes: config.limits.bodyLimitBytes,
+    fileUploadLimitBytes: config.limits.fileUploadLimitBytes,
+    streamBufferBytes: config.events.streamBufferBytes,
+    rateLimitPerMinute: config.limits.rateLimitPerMinute,
+    workspaceOwner: process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : undefined,
+    health: async () => {
+      let docker: string = 'ok';
+      try {
+        await sandbox.check();
+      } catch (error) {
+        docker = error instanceof RunnerError ? `${error.code}: ${error.message}` : String(error);
+      }
+      return {
+        status: docker === 'ok' && accepting ? 'ok' : 'degraded',
+        docker,
+        accepting,
+        runnerId,
+        runningTasks: scheduler.runningCount(),
+        liveAgents: runtime.liveSessions().length,
+        agents: templates.names(),
+        uptime: Math.round(process.uptime()),
+      };
+    },
+    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+  });
+
+  const timers: NodeJS.Timeout[] = [];
+
+  async function recover(): Promise<void> {
+    // Tasks left running by a crash cost money and may have had side effects: they end as interrupted, never silently re-run.
+    const interrupted = await store.interruptRunningTasks(null, new RunnerError('TASK_INTERRUPTED').toBody(), Date.now());
+    for (const task of interrupted) {
+      const ended = await store.getTask(task.id);
+      if (!ended) continue;
+      await events.append(task.sessionKey, task.id, 'task_error', {
+        taskId: task.id, status: ended.status, error: ended.error!, cost: ended.costUsd ?? 0, duration: ended.durationMs ?? 0,
+      });
+    }
+    if (interrupted.length > 0) logger.warn({ tasks: interrupted.map((t) => t.id) }, 'tasks interrupted by the last shutdown or crash');
+    try {
+      await sandbox.check();
+      const { removed, stopped } = await sessions.reconcileSandboxes();
+      if (removed.length + stopped.length > 0) logger.info({ removed, stopped }, 'sandboxes reconciled');
+    } catch (error) {
+      logger.error({ err: error }, 'the sandbox backend is not ready: tasks will fail until it is');
+    }
+  }
+
+  return {
+    config, runnerId, logger, store, http, tasks, sessions, events,
+    async start() {
+      await recover();
+      scheduler.poke();
+      timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
+        Math.max(1000, Math.min(config.idleTimeoutMs / 2, 60_000))));
+      timers.push(setInterval(() => void store.trimEvents({ maxEventsPerSession: config.events.maxPerSession, maxEventAgeMs: config.events.maxAgeMs }, Date.now())
+        .catch((error) => logger.error({ err: error }, 'event retention failed')), 60_000));
+      // Queued tasks wait for a slot; a poke now and then also covers a missed wake-up.
+      timers.push(setInterval(() => scheduler.poke(), 5_000));
+      for (const timer of timers) timer.unref();
+      const address = await http.listen({ port: config.port, host: config.host });
+      logger.info({ address, runnerId, agents: templates.names(), auth: auth.enabled }, 'claude-runner listening');
+      return address;
+    },
+    async shutdown() {
+      accepting = false;
+      scheduler.stop();
+      for (const timer of timers) clearInterval(timer);
+      logger.info({ running: scheduler.runningCount(), graceMs: config.shutdownGraceMs }, 'shutting down: waiting for running tasks');
+      const drained = await scheduler.drain(config.shutdownGraceMs);
+      if (!drained) await execution.stopAll(new RunnerError('TASK_INTERRUPTED', 'The server shut down before the task ended.'));
+      await events.settle();
+      await http.close();
+      await runtime.closeAll();
+      await gateway.close();
+      await store.close();
+    },
+  };
+}

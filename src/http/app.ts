@@ -1,0 +1,113 @@
+/**
+ * The HTTP layer: fastify with authentication, rate limits, one error shape,
+ * and routes that only parse, call one service and shape the answer.
+ * It holds no state and no business rules.
+ */
+import rateLimit from '@fastify/rate-limit';
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { RunnerError } from '../core/errors.ts';
+import type { Session } from '../core/model.ts';
+import type { Store } from '../core/ports/store.ts';
+import type { EventLog } from '../events/event-log.ts';
+import type { SessionService } from '../sessions/session-service.ts';
+import type { TaskService } from '../tasks/task-service.ts';
+import type { WorkspaceFiles } from '../workspace/files.ts';
+import type { ApiAuth, Caller } from './auth.ts';
+import { errorHandler, parseInput, sendError } from './errors.ts';
+import { fileRoutes } from './routes/files.ts';
+import { sessionRoutes } from './routes/sessions.ts';
+import { streamRoutes } from './routes/stream.ts';
+import { taskRoutes } from './routes/tasks.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller;
+    streamSession?: Session;
+  }
+}
+
+export interface HealthReport {
+  status: 'ok' | 'degraded';
+  [key: string]: unknown;
+}
+
+export interface HttpDeps {
+  tasks: TaskService;
+  sessions: SessionService;
+  events: EventLog;
+  store: Store;
+  files: WorkspaceFiles;
+  auth: ApiAuth;
+  logger: Logger;
+  bodyLimitBytes: number;
+  fileUploadLimitBytes: number;
+  streamBufferBytes: number;
+  rateLimitPerMinute: number;
+  /** Uploaded files are given to the agent's user, so its tools can change them. */
+  workspaceOwner: { uid: number; gid: number } | undefined;
+  health(): Promise<HealthReport>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+}
+
+const OPEN_ROUTES = new Set(['/health']);
+const STREAM_ROUTE = /^\/(stream\/|session\/[^/]+\/events|tasks\/[^/]+\/events)/;
+
+const streamTokenBody = z.object({ sessionId: z.string().min(1).max(128).optional(), ttlSeconds: z.number().int().min(10).max(3600).default(300) }).strict();
+
+export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimitBytes,
+    disableRequestLogging: true,
+    routerOptions: { maxParamLength: 1024 },
+    forceCloseConnections: true,
+  });
+  app.decorateRequest('caller', null as unknown as Caller);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => sendError(reply, new RunnerError('ROUTE_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`)));
+
+  app.addHook('onRequest', async (request) => {
+    const path = request.url.split('?')[0]!;
+    if (OPEN_ROUTES.has(path)) return;
+    request.caller = deps.auth.authenticate(request, request.method === 'GET' && STREAM_ROUTE.test(path));
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ method: request.method, url: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  await app.register(rateLimit, {
+    hook: 'preHandler',
+    max: deps.rateLimitPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => request.caller?.keyId ?? request.ip,
+    allowList: (request) => OPEN_ROUTES.has(request.url.split('?')[0]!) || deps.rateLimitPerMinute === 0,
+    errorResponseBuilder: (_request, context) => {
+      const error = new RunnerError('RATE_LIMITED', `Too many requests: the limit is ${context.max} a minute. Retry in ${Math.ceil(context.ttl / 1000)} s.`);
+      return Object.assign(error, { statusCode: 429 });
+    },
+  });
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+
+  app.get('/health', async (_request, reply) => {
+    const report = await deps.health();
+    return reply.code(report.status === 'ok' ? 200 : 503).send(report);
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, body } = await deps.metrics();
+    return reply.header('content-type', contentType).send(body);
+  });
+  app.post('/auth/stream-token', async (request) => {
+    const body = parseInput(streamTokenBody, request.body ?? {});
+    if (body.sessionId) await deps.sessions.get(request.caller.tenantId, body.sessionId);
+    return deps.auth.issueStreamToken(request.caller, body.sessionId, body.ttlSeconds * 1000);
+  });
+
+  taskRoutes(app, deps);
+  sessionRoutes(app, deps);
+  streamRoutes(app, deps);
+  await app.register(async (files) => fileRoutes(files, deps));
+  return app;
+}

@@ -1,0 +1,106 @@
+/**
+ * Task routes. POST /task keeps the seed's blocking behaviour (answers when
+ * the task ends); with "wait": false it answers 202 at once.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { RunnerError } from '../../core/errors.ts';
+import { isFinal } from '../../core/task-status.ts';
+import type { Task } from '../../core/model.ts';
+import { parseInput, sendError } from '../errors.ts';
+import { taskResultView, taskView } from '../views.ts';
+import type { HttpDeps } from '../app.ts';
+
+const submitBody = z.object({
+  sessionId: z.string().min(1).max(128),
+  message: z.string().min(1).max(200_000),
+  context: z.string().max(200_000).optional(),
+  env: z.record(z.string(), z.unknown()).optional(),
+  agent: z.string().min(1).max(128).optional(),
+  wait: z.boolean().default(true),
+  maxTurns: z.number().int().positive().max(1000).optional(),
+  budgetUsd: z.number().positive().max(10_000).optional(),
+  timeoutMs: z.number().int().positive().max(24 * 3_600_000).optional(),
+  outputSchema: z.record(z.string(), z.unknown()).optional(),
+}).strict();
+
+const idempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
+
+const pageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(500).optional(),
+});
+
+export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  app.post('/task', async (request, reply) => {
+    const body = parseInput(submitBody, request.body);
+    const keyHeader = request.headers['idempotency-key'];
+    const key = keyHeader === undefined ? undefined : parseInput(idempotencyKey, keyHeader);
+    const { task, created } = await deps.tasks.submit({
+      tenantId: request.caller.tenantId,
+      sessionId: body.sessionId,
+      message: body.message,
+      context: body.context,
+      env: body.env,
+      agent: body.agent,
+      idempotencyKey: key,
+      options: {
+        ...(body.maxTurns !== undefined ? { maxTurns: body.maxTurns } : {}),
+        ...(body.budgetUsd !== undefined ? { budgetUsd: body.budgetUsd } : {}),
+        ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
+        ...(body.outputSchema !== undefined ? { outputSchema: body.outputSchema } : {}),
+      },
+    });
+    if (!created) reply.header('idempotent-replay', 'true');
+    if (!body.wait) return reply.code(202).send({ taskId: task.id, sessionId: task.sessionId, status: task.status });
+    // The task is durable: a caller that goes away stops waiting, not the task.
+    const gone = new AbortController();
+    request.raw.on('close', () => gone.abort(new Error('caller went away')));
+    let final: Task;
+    try {
+      final = await deps.tasks.wait(task, gone.signal);
+    } catch {
+      return reply;
+    }
+    return sendTaskResult(reply, final);
+  });
+
+  app.get('/tasks/:taskId', async (request) => {
+    const { taskId } = request.params as { taskId: string };
+    return taskView(await deps.tasks.get(request.caller.tenantId, taskId));
+  });
+
+  app.post('/tasks/:taskId/abort', async (request) => {
+    const { taskId } = request.params as { taskId: string };
+    return taskView(await deps.tasks.abortTask(request.caller.tenantId, taskId));
+  });
+
+  app.post('/task/:sessionId/abort', async (request) => {
+    const { sessionId } = request.params as { sessionId: string };
+    const outcome = await deps.tasks.abortSession(request.caller.tenantId, sessionId);
+    const aborted = (outcome.running ? 1 : 0) + outcome.queued.length;
+    return {
+      sessionId,
+      aborted: aborted > 0,
+      runningTaskId: outcome.running,
+      queuedTaskIds: outcome.queued,
+      message: aborted > 0 ? `Aborted ${aborted} task(s).` : 'Nothing to abort: the session is idle.',
+    };
+  });
+
+  app.get('/session/:sessionId/tasks', async (request, reply) => {
+    const { sessionId } = request.params as { sessionId: string };
+    const query = parseInput(pageQuery, request.query);
+    const page = await deps.tasks.list(request.caller.tenantId, sessionId, { limit: query.limit, cursor: query.cursor ?? null });
+    if (page.nextCursor) reply.header('x-next-cursor', page.nextCursor);
+    return { tasks: page.items.map(taskView), nextCursor: page.nextCursor };
+  });
+}
+
+/** A finished task as the blocking POST /task answers it: 200 with the seed's shape, or the error's status. */
+function sendTaskResult(reply: import('fastify').FastifyReply, task: Task) {
+  if (!isFinal(task.status)) return reply.code(202).send({ taskId: task.id, sessionId: task.sessionId, status: task.status });
+  if (task.status === 'succeeded') return reply.send(taskResultView(task));
+  const error = task.error ? new RunnerError(task.error.code, task.error.message, task.error.details) : new RunnerError('INTERNAL');
+  return sendError(reply, error, { ...taskResultView(task), output: undefined });
+}

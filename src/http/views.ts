@@ -1,0 +1,66 @@
+/**
+ * How tasks, sessions and events look on the wire. The seed's fields come
+ * first and keep their names (taskId, sessionId, output, cost, duration,
+ * tools, resumed); ours follow.
+ */
+import type { StoredEvent } from '../core/events.ts';
+import type { Task } from '../core/model.ts';
+import type { SessionView } from '../sessions/session-service.ts';
+
+export function taskView(task: Task) {
+  return {
+    taskId: task.id,
+    sessionId: task.sessionId,
+    status: task.status,
+    output: task.output ?? null,
+    cost: task.costUsd ?? 0,
+    duration: task.durationMs ?? 0,
+    tools: task.tools,
+    resumed: task.resumed ?? false,
+    error: task.error,
+    message: task.message,
+    context: task.context,
+    usage: task.usage,
+    createdAt: iso(task.createdAt),
+    startedAt: iso(task.startedAt),
+    finishedAt: iso(task.finishedAt),
+  };
+}
+
+/** The blocking POST /task answer: exactly the seed's shape, plus status. */
+export function taskResultView(task: Task) {
+  return {
+    taskId: task.id,
+    sessionId: task.sessionId,
+    output: task.output ?? null,
+    cost: task.costUsd ?? 0,
+    duration: task.durationMs ?? 0,
+    tools: task.tools,
+    resumed: task.resumed ?? false,
+    status: task.status,
+  };
+}
+
+export function sessionView(session: SessionView) {
+  return {
+    sessionId: session.id,
+    agent: session.agent,
+    state: session.running > 0 ? 'busy' : session.queued > 0 ? 'queued' : 'idle',
+    busy: session.busy,
+    queueDepth: session.queued,
+    turns: session.turns,
+    totalCost: session.totalCostUsd,
+    agentLive: session.agentLive,
+    createdAt: iso(session.createdAt),
+    lastActivity: iso(session.lastActivityAt),
+  };
+}
+
+/** A stream frame: the seed's flat shape ({type, ...fields}) plus seq, taskId and ts. */
+export function eventFrame(event: StoredEvent): Record<string, unknown> {
+  return { type: event.type, seq: event.seq, taskId: event.taskId, ts: iso(event.ts), ...(event.data as object) };
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}

@@ -1,0 +1,174 @@
+/**
+ * Session lifecycle: created on a first task (bound to one agent template,
+ * with a fresh copy of it as workspace), listed, reset to a fresh copy with
+ * its memory forgotten, deleted with everything it had. Idle sessions have
+ * their sandbox stopped; at start-up, what a crash left behind is reconciled.
+ *
+ * Owns: sessions and their folders. Must not touch: HTTP, Docker or SQL
+ * directly (ports only). Tasks of a session are stopped through `stopTasks`,
+ * which the task service provides.
+ */
+import { RunnerError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import { isValidPublicId, type Page, type Session, type SessionSummary } from '../core/model.ts';
+import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
+import type { ModelGateway } from '../core/ports/model-gateway.ts';
+import type { SandboxDriver } from '../core/ports/sandbox.ts';
+import type { PageRequest, Store } from '../core/ports/store.ts';
+import type { EventLog } from '../events/event-log.ts';
+import type { TemplateCatalog } from '../templates/catalog.ts';
+import type { SessionDirectories } from '../workspace/session-dirs.ts';
+
+export interface SessionServiceDeps {
+  store: Store;
+  events: EventLog;
+  sandbox: SandboxDriver;
+  runtime: AgentRuntime;
+  gateway: ModelGateway;
+  templates: TemplateCatalog;
+  dirs: SessionDirectories;
+  maxSessions: number;
+  idleTimeoutMs: number;
+  logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+}
+
+export interface SessionView extends SessionSummary {
+  busy: boolean;
+  agentLive: boolean;
+}
+
+export class SessionService {
+  private readonly deps: SessionServiceDeps;
+  /** Set by the task service: ends the session's queued tasks and stops its running one. */
+  stopTasks: (sessionKey: string) => Promise<void> = async () => undefined;
+
+  constructor(deps: SessionServiceDeps) {
+    this.deps = deps;
+  }
+
+  /** The session, created (with its workspace) when it does not exist yet. */
+  async ensure(tenantId: string, sessionId: string, agent: string | undefined): Promise<Session> {
+    assertSessionId(sessionId);
+    const existing = await this.deps.store.findSession(tenantId, sessionId);
+    if (existing) {
+      if (agent !== undefined && agent !== existing.agent) {
+        throw new RunnerError('AGENT_MISMATCH', `Session ${sessionId} is bound to agent "${existing.agent}", not "${agent}".`);
+      }
+      return existing;
+    }
+    const template = this.deps.templates.pick(agent);
+    const now = Date.now();
+    const candidate: Session = {
+      key: newId('s'), tenantId, id: sessionId, agent: template.name, agentSessionId: null, turns: 0, totalCostUsd: 0,
+      createdAt: now, lastActivityAt: now,
+    };
+    await this.deps.dirs.create(candidate.key, template.dir);
+    try {
+      const { session, created } = await this.deps.store.createSession(candidate, { maxSessions: this.deps.maxSessions });
+      if (!created) await this.deps.dirs.remove(candidate.key);
+      else this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId, agent: template.name }, 'session created');
+      return session;
+    } catch (error) {
+      await this.deps.dirs.remove(candidate.key);
+      throw error;
+    }
+  }
+
+  async get(tenantId: string, sessionId: string): Promise<Session> {
+    assertSessionId(sessionId);
+    const session = await this.deps.store.findSession(tenantId, sessionId);
+    if (!session) throw new RunnerError('SESSION_NOT_FOUND', `No session ${sessionId}.`);
+    return session;
+  }
+
+  async describe(tenantId: string, sessionId: string): Promise<SessionView> {
+    const session = await this.get(tenantId, sessionId);
+    const summary = await this.deps.store.summarizeSession(session.key);
+    if (!summary) throw new RunnerError('SESSION_NOT_FOUND');
+    return this.view(summary);
+  }
+
+  async list(tenantId: string | null, page: PageRequest): Promise<Page<SessionView>> {
+    const result = await this.deps.store.listSessions(tenantId, page);
+    return { items: result.items.map((s) => this.view(s)), nextCursor: result.nextCursor };
+  }
+
+  workspaceDir(session: Session): string {
+    return this.deps.dirs.of(session.key).workspace;
+  }
+
+  /** A fresh copy of the template, memory forgotten, turns 0; same id, same template. */
+  async reset(tenantId: string, sessionId: string): Promise<Session> {
+    const session = await this.get(tenantId, sessionId);
+    await this.stopTasks(session.key);
+    await this.teardown(session.key, 'reset');
+    const template = this.deps.templates.get(session.agent);
+    await this.deps.dirs.reset(session.key, template.dir);
+    await this.deps.store.resetSession(session.key, Date.now());
+    await this.deps.events.append(session.key, null, 'session_reset', {});
+    return (await this.deps.store.getSessionByKey(session.key))!;
+  }
+
+  /** Kills the sandbox and removes the workspace, the memory and every row of the session. */
+  async delete(tenantId: string, sessionId: string): Promise<void> {
+    const session = await this.get(tenantId, sessionId);
+    await this.stopTasks(session.key);
+    await this.teardown(session.key, 'delete');
+    await this.deps.dirs.remove(session.key);
+    await this.deps.store.deleteSession(session.key);
+    this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId }, 'session deleted');
+  }
+
+  /** Stops the sandboxes of sessions with nothing to do for IDLE_TIMEOUT_MS; the next task starts them again. */
+  async stopIdle(now = Date.now()): Promise<string[]> {
+    const idle = await this.deps.store.listIdleSessions(now - this.deps.idleTimeoutMs);
+    const running = new Set((await this.deps.sandbox.list()).filter((s) => s.running).map((s) => s.sessionKey));
+    const stopped: string[] = [];
+    for (const session of idle) {
+      if (!running.has(session.key)) continue;
+      await this.deps.runtime.release(session.key);
+      await this.deps.sandbox.stop(session.key);
+      await this.deps.gateway.detachSession(session.key);
+      stopped.push(session.key);
+      this.deps.logger.info({ sessionKey: session.key }, 'idle session sandbox stopped');
+    }
+    return stopped;
+  }
+
+  /**
+   * After a crash: sandboxes of sessions that no longer exist are removed;
+   * the others are stopped, because an agent process left running inside
+   * would go on spending and writing (the next task starts them again).
+   */
+  async reconcileSandboxes(): Promise<{ removed: string[]; stopped: string[] }> {
+    const known = new Set(await this.deps.store.listAllSessionKeys());
+    const removed: string[] = [];
+    const stopped: string[] = [];
+    for (const sandbox of await this.deps.sandbox.list()) {
+      if (!known.has(sandbox.sessionKey)) {
+        await this.deps.sandbox.remove(sandbox.sessionKey);
+        removed.push(sandbox.sessionKey);
+      } else if (sandbox.running) {
+        await this.deps.sandbox.stop(sandbox.sessionKey);
+        stopped.push(sandbox.sessionKey);
+      }
+    }
+    return { removed, stopped };
+  }
+
+  private async teardown(sessionKey: string, why: 'reset' | 'delete'): Promise<void> {
+    await this.deps.runtime.release(sessionKey);
+    await this.deps.sandbox.remove(sessionKey);
+    if (why === 'delete') await this.deps.gateway.detachSession(sessionKey);
+  }
+
+  private view(summary: SessionSummary): SessionView {
+    return { ...summary, busy: summary.running > 0, agentLive: this.deps.runtime.liveSessions().includes(summary.key) };
+  }
+}
+
+export function assertSessionId(sessionId: unknown): asserts sessionId is string {
+  if (!isValidPublicId(sessionId)) {
+    throw new RunnerError('INVALID_SESSION_ID');
+  }
+}

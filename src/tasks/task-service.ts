@@ -1,0 +1,163 @@
+/**
+ * What callers can do with tasks: submit (blocking or not, idempotent),
+ * read, list, wait, abort. A task accepted here is in the store before the
+ * caller hears back. Throws RunnerError only; the HTTP layer maps codes.
+ */
+import { createHash } from 'node:crypto';
+import { RunnerError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import type { Page, Task, TaskOptions } from '../core/model.ts';
+import type { PageRequest, Store } from '../core/ports/store.ts';
+import { validateTaskEnv } from '../core/task-env.ts';
+import type { EventLog } from '../events/event-log.ts';
+import type { EnvSealer } from '../secrets/sealer.ts';
+import type { Redactor } from '../secrets/redactor.ts';
+import type { SessionService } from '../sessions/session-service.ts';
+import { checkUserSchema } from '../templates/output.ts';
+import type { TaskCompletions } from './completions.ts';
+import type { Scheduler } from './scheduler.ts';
+import type { TaskExecution } from './task-execution.ts';
+
+export interface SubmitTaskInput {
+  tenantId: string;
+  sessionId: string;
+  message: string;
+  context?: string | undefined;
+  env?: unknown;
+  agent?: string | undefined;
+  options?: TaskOptions;
+  idempotencyKey?: string | undefined;
+}
+
+export interface TaskServiceDeps {
+  store: Store;
+  events: EventLog;
+  sessions: SessionService;
+  scheduler: Scheduler;
+  execution: TaskExecution;
+  completions: TaskCompletions;
+  sealer: EnvSealer;
+  redactor: Redactor;
+  maxQueuedPerSession: number;
+  /** False once shutdown began: new tasks are refused. */
+  isAccepting(): boolean;
+}
+
+export interface AbortOutcome {
+  /** The task that was running and was stopped, if any. */
+  running: string | null;
+  /** Queued tasks that were ended. */
+  queued: string[];
+}
+
+export class TaskService {
+  private readonly deps: TaskServiceDeps;
+
+  constructor(deps: TaskServiceDeps) {
+    this.deps = deps;
+  }
+
+  async submit(input: SubmitTaskInput): Promise<{ task: Task; created: boolean }> {
+    const { deps } = this;
+    if (!deps.isAccepting()) throw new RunnerError('SHUTTING_DOWN');
+    const env = validateTaskEnv(input.env);
+    deps.redactor.add(...Object.values(env));
+    if (input.options?.outputSchema) checkUserSchema(input.options.outputSchema);
+    const session = await deps.sessions.ensure(input.tenantId, input.sessionId, input.agent);
+    const now = Date.now();
+    const task: Task = {
+      id: newId('task'),
+      sessionKey: session.key,
+      tenantId: session.tenantId,
+      sessionId: session.id,
+      status: 'queued',
+      message: input.message,
+      context: input.context ?? null,
+      sealedEnv: deps.sealer.seal(env),
+      options: input.options ?? {},
+      idempotencyKey: input.idempotencyKey ?? null,
+      requestHash: input.idempotencyKey ? requestHash(input, env) : null,
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+      runnerId: null,
+      costUsd: null,
+      durationMs: null,
+      tools: [],
+      output: null,
+      error: null,
+      resumed: null,
+      usage: null,
+    };
+    const result = await deps.store.enqueueTask(task, { maxQueued: deps.maxQueuedPerSession });
+    if (result.created) {
+      const position = await deps.store.queuePosition(result.task);
+      await deps.events.append(session.key, task.id, 'task_queued', { taskId: task.id, sessionId: session.id, position });
+      deps.scheduler.poke();
+    }
+    return result;
+  }
+
+  /** Resolves with the task once it has ended. */
+  wait(task: Task, signal?: AbortSignal): Promise<Task> {
+    return this.deps.completions.wait(task.id, () => this.deps.store.getTask(task.id), signal);
+  }
+
+  async get(tenantId: string, taskId: string): Promise<Task> {
+    const task = await this.deps.store.getTask(taskId);
+    if (!task || task.tenantId !== tenantId) throw new RunnerError('TASK_NOT_FOUND');
+    return task;
+  }
+
+  async list(tenantId: string, sessionId: string, page: PageRequest): Promise<Page<Task>> {
+    const session = await this.deps.sessions.get(tenantId, sessionId);
+    return this.deps.store.listTasks(session.key, page);
+  }
+
+  /** Stops the session's running task and ends every queued one. */
+  async abortSession(tenantId: string, sessionId: string): Promise<AbortOutcome> {
+    const session = await this.deps.sessions.get(tenantId, sessionId);
+    return this.abortSessionByKey(session.key, new RunnerError('TASK_ABORTED', 'The task was aborted.'));
+  }
+
+  async abortSessionByKey(sessionKey: string, reason: RunnerError): Promise<AbortOutcome> {
+    // Queued first, so the scheduler cannot start one of them when the running task ends.
+    const queued = await this.deps.store.abortQueuedTasks({ sessionKey }, reason.toBody(), Date.now());
+    await this.announceAborted(sessionKey, queued);
+    const running = this.deps.execution.runningTaskOf(sessionKey) ?? null;
+    if (running) await this.deps.execution.stop(running, reason);
+    return { running, queued };
+  }
+
+  /** Aborts one task, queued or running. Aborting a task that already ended changes nothing. */
+  async abortTask(tenantId: string, taskId: string): Promise<Task> {
+    const task = await this.get(tenantId, taskId);
+    const reason = new RunnerError('TASK_ABORTED', 'The task was aborted.');
+    if (task.status === 'queued') {
+      const ended = await this.deps.store.abortQueuedTasks({ taskId }, reason.toBody(), Date.now());
+      await this.announceAborted(task.sessionKey, ended);
+    } else if (task.status === 'running') {
+      await this.deps.execution.stop(taskId, reason);
+    }
+    return this.get(tenantId, taskId);
+  }
+
+  private async announceAborted(sessionKey: string, taskIds: string[]): Promise<void> {
+    for (const taskId of taskIds) {
+      const task = await this.deps.store.getTask(taskId);
+      if (!task) continue;
+      await this.deps.events.append(sessionKey, taskId, 'abort', { taskId });
+      await this.deps.events.append(sessionKey, taskId, 'task_error', {
+        taskId, status: task.status, error: task.error ?? { code: 'TASK_ABORTED', message: 'The task was aborted.' }, cost: 0, duration: 0,
+      });
+      this.deps.completions.announce(task);
+    }
+  }
+}
+
+/** Same key, same request: the hash covers everything that shapes the task (env by value, never stored in clear). */
+function requestHash(input: SubmitTaskInput, env: Record<string, string>): string {
+  return createHash('sha256')
+    .update(JSON.stringify([input.tenantId, input.sessionId, input.message, input.context ?? null, env, input.agent ?? null, input.options ?? {}]))
+    .digest('hex');
+}
