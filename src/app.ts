@@ -117,6 +117,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       taskBudgetUsd: config.limits.taskBudgetUsd,
       sessionBudgetUsd: config.limits.sessionBudgetUsd,
       network: config.sandbox.defaultNetwork,
+      modelMaxRetries: config.modelMaxRetries,
       resourcePollMs: 1000,
     },
     logger: logger.child({ component: 'tasks' }),

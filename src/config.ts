@@ -33,6 +33,7 @@ const schema = z.object({
   DEFAULT_AGENT: optionalText,
   MODEL: optionalText,
   MAX_TURNS: int(50),
+  MODEL_MAX_RETRIES: int(3),
   SANDBOX_IMAGE: z.string().default('claude-runner-sandbox:latest'),
   SANDBOX_MEMORY: bytes('1g'),
   SANDBOX_CPUS: num(1),
@@ -75,6 +76,8 @@ export interface Config {
   defaultAgent: string | undefined;
   model: string | undefined;
   maxTurns: number;
+  /** How often the agent retries a failed model call (Claude Code's CLAUDE_CODE_MAX_RETRIES). */
+  modelMaxRetries: number;
   sandbox: {
     image: string;
     memoryBytes: number;
@@ -148,6 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     defaultAgent: e.DEFAULT_AGENT,
     model: e.MODEL,
     maxTurns: e.MAX_TURNS,
+    modelMaxRetries: e.MODEL_MAX_RETRIES,
     sandbox: {
       image: e.SANDBOX_IMAGE,
       memoryBytes: e.SANDBOX_MEMORY,

@@ -42,6 +42,7 @@ export interface TaskExecutionDeps {
     taskBudgetUsd: number | undefined;
     sessionBudgetUsd: number | undefined;
     network: NetworkMode;
+    modelMaxRetries: number;
     /** How often the sandbox's OOM and process-limit counters are read during a task. */
     resourcePollMs: number;
   };
@@ -168,7 +169,7 @@ export class TaskExecution {
         maxTurns: task.options.maxTurns ?? template.maxTurns ?? deps.defaults.maxTurns,
         env,
         modelEndpoint: { baseUrl: SANDBOX_GATEWAY_URL, keyHelper: SANDBOX_KEY_HELPER },
-        processEnv: proxyEnv(network.mode),
+        processEnv: { ...proxyEnv(network.mode), CLAUDE_CODE_MAX_RETRIES: String(deps.defaults.modelMaxRetries) },
         resumeId: session.agentSessionId,
         signal,
         onEvent: (event) => {

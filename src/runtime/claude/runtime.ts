@@ -60,9 +60,11 @@ export class ClaudeAgentRuntime implements AgentRuntime {
     const fingerprint = this.fingerprint(request);
     let agent = this.agents.get(request.sessionKey);
     if (agent && (!agent.alive || agent.fingerprint !== fingerprint || agent.busy)) {
+      this.options.logger.debug({ alive: agent.alive, same: agent.fingerprint === fingerprint, busy: agent.busy }, "live agent not reusable");
       await this.release(request.sessionKey);
       agent = undefined;
     }
+    this.options.logger.debug({ sessionKey: request.sessionKey, live: Boolean(agent) }, agent ? "task to live agent" : "starting agent process");
     if (agent) return this.send(agent, request, agent.completedTurns > 0 || request.resumeId !== null);
     try {
       return await this.send(this.start(request, fingerprint, request.resumeId), request, request.resumeId !== null);

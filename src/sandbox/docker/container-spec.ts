@@ -1,0 +1,147 @@
+/**
+ * The canonical, hardened container of a session, in one function
+ * (buildContainerSpec) so that a reader and a test see all of it.
+ */
+import { createHash } from 'node:crypto';
+import type Docker from 'dockerode';
+import type { SandboxSpec } from '../../core/ports/sandbox.ts';
+
+/** Paths inside the sandbox. */
+export const SANDBOX_WORKSPACE = '/workspace';
+export const SANDBOX_HOME = '/home/agent';
+export const SANDBOX_GATEWAY_DIR = '/run/claude-runner';
+export const SANDBOX_GATEWAY_SOCKET = `${SANDBOX_GATEWAY_DIR}/gateway.sock`;
+export const SANDBOX_CLAUDE_PATH = '/opt/claude/claude';
+/** The relay listens here (loopback of the sandbox) and forwards to SANDBOX_GATEWAY_SOCKET. */
+export const RELAY_PORT = 4100;
+
+export const AGENT_UID = 1000;
+export const AGENT_GID = 1000;
+export const RELAY_UID = 1001;
+export const RELAY_GID = 1001;
+
+export const LABEL_PREFIX = 'dev.claude-runner';
+export const LABELS = {
+  instance: `${LABEL_PREFIX}.instance`,
+  sessionKey: `${LABEL_PREFIX}.session-key`,
+  sessionId: `${LABEL_PREFIX}.session-id`,
+  tenant: `${LABEL_PREFIX}.tenant`,
+  specHash: `${LABEL_PREFIX}.spec-hash`,
+} as const;
+
+export interface SandboxLimits {
+  /** Memory limit; swap is disabled (MemorySwap = Memory). */
+  memoryBytes: number;
+  /** CPU limit in units of 1e-9 CPUs (1 CPU = 1_000_000_000). */
+  nanoCpus: number;
+  /** Maximum number of processes/threads in the sandbox (relay included). */
+  pidsLimit: number;
+  /** Size of the /tmp tmpfs (counts towards memory). */
+  tmpSizeBytes: number;
+}
+
+export interface ContainerConfig {
+  runnerId: string;
+  image: string;
+  /** Host path of the `claude` executable, mounted read-only at /opt/claude/claude. */
+  claudeExecutablePath: string;
+  limits: SandboxLimits;
+  /** OCI runtime (e.g. 'runsc' for gVisor); the engine default when absent. */
+  runtime?: string;
+  /** "uid:gid" of the relay (the container's main process). */
+  relayUser: string;
+}
+
+const SESSION_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/;
+
+export function isValidSessionKey(sessionKey: string): boolean {
+  return SESSION_KEY_PATTERN.test(sessionKey);
+}
+
+export function containerName(sessionKey: string): string {
+  return `claude-runner-${sessionKey}`;
+}
+
+/** The relay: the container's main process, run as the relay user under docker-init. */
+export function relayCommand(): string[] {
+  return [
+    'socat',
+    `TCP-LISTEN:${RELAY_PORT},bind=127.0.0.1,fork,reuseaddr`,
+    `UNIX-CONNECT:${SANDBOX_GATEWAY_SOCKET}`,
+  ];
+}
+
+/**
+ * Everything Docker is told about a session's container. The spec-hash label
+ * is a hash of all the rest: ensure() recreates a container whose label differs.
+ */
+export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): Docker.ContainerCreateOptions {
+  const open = spec.network === 'open';
+  const [entrypoint, ...args] = relayCommand();
+  const hostConfig: Docker.HostConfig = {
+    // Only these four mounts: never the Docker socket, nothing else of the host.
+    Mounts: [
+      { Type: 'bind', Source: spec.workspaceDir, Target: SANDBOX_WORKSPACE, ReadOnly: false },
+      { Type: 'bind', Source: spec.homeDir, Target: SANDBOX_HOME, ReadOnly: false },
+      { Type: 'bind', Source: spec.gatewaySocketDir, Target: SANDBOX_GATEWAY_DIR, ReadOnly: true },
+      { Type: 'bind', Source: config.claudeExecutablePath, Target: SANDBOX_CLAUDE_PATH, ReadOnly: true },
+    ],
+    // The image is read-only. Writable: the two binds above, this /tmp (Claude Code
+    // keeps its per-user tmp dir and sockets here; exec allowed: tools build and run
+    // things there, as in /workspace) and Docker's default /dev/shm (64 MiB tmpfs).
+    // Nothing else needs writing (checked: bash, git, curl and a Claude Code task with a Bash tool call).
+    ReadonlyRootfs: true,
+    Tmpfs: { '/tmp': `rw,exec,nosuid,nodev,size=${config.limits.tmpSizeBytes},mode=1777` },
+    // docker-init is PID 1: it reaps orphans (killed tools do not stay zombies).
+    Init: true,
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges'],
+    Privileged: false,
+    Memory: config.limits.memoryBytes,
+    MemorySwap: config.limits.memoryBytes,
+    NanoCpus: config.limits.nanoCpus,
+    PidsLimit: config.limits.pidsLimit,
+    // none/allowlist: loopback only (the relay is the way out); open: the default bridge.
+    NetworkMode: open ? 'bridge' : 'none',
+    ...(open ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
+    ...(config.runtime ? { Runtime: config.runtime } : {}),
+    RestartPolicy: { Name: 'no' },
+    // The relay logs only its errors (e.g. gateway socket missing): keep them bounded.
+    LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
+  };
+  const options: Docker.ContainerCreateOptions = {
+    name: containerName(spec.sessionKey),
+    Image: config.image,
+    Hostname: 'sandbox',
+    User: config.relayUser,
+    Entrypoint: [entrypoint!],
+    Cmd: args,
+    WorkingDir: SANDBOX_WORKSPACE,
+    // The only variable set by the runner; nothing from the host's environment.
+    Env: [`HOME=${SANDBOX_HOME}`],
+    AttachStdin: false,
+    AttachStdout: false,
+    AttachStderr: false,
+    OpenStdin: false,
+    Tty: false,
+    Labels: {
+      [LABELS.instance]: config.runnerId,
+      [LABELS.sessionKey]: spec.sessionKey,
+      [LABELS.sessionId]: spec.sessionId,
+      [LABELS.tenant]: spec.tenantId,
+    },
+    HostConfig: hostConfig,
+  };
+  options.Labels![LABELS.specHash] = specHash(options);
+  return options;
+}
+
+/** A short hash of the create options (without the hash label itself). */
+export function specHash(options: Docker.ContainerCreateOptions): string {
+  const labels = { ...options.Labels };
+  delete labels[LABELS.specHash];
+  return createHash('sha256')
+    .update(JSON.stringify({ ...options, Labels: labels }))
+    .digest('hex')
+    .slice(0, 16);
+}
