@@ -35,7 +35,8 @@ export interface GatewayOptions {
 
 interface OpenTask {
   grant: TaskGrant;
-  tokenHash: string;
+  /** This task's token, and the previous task's (still cached by a live agent). */
+  tokenHashes: string[];
   usage: TokenUsage;
   costUsd: number;
   modelCalls: number;
@@ -71,7 +72,7 @@ function presentedToken(req: IncomingMessage): string | undefined {
 export class SocketModelGateway implements ModelGateway {
   private readonly options: GatewayOptions;
   private readonly http = createServer({ keepAliveTimeout: 60_000 });
-  private readonly sessions = new Map<string, { server: NetServer; socketDir: string }>();
+  private readonly sessions = new Map<string, { server: NetServer; socketDir: string; lastTokenHash: string | null }>();
   private readonly socketSession = new WeakMap<Socket, string>();
   private readonly tasks = new Map<string, OpenTask>();
   private readonly byToken = new Map<string, OpenTask>();
@@ -112,7 +113,7 @@ export class SocketModelGateway implements ModelGateway {
       this.socketSession.set(socket, sessionKey);
       this.http.emit('connection', socket);
     });
-    this.sessions.set(sessionKey, { server, socketDir });
+    this.sessions.set(sessionKey, { server, socketDir, lastTokenHash: null });
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -139,11 +140,14 @@ export class SocketModelGateway implements ModelGateway {
     if (!session) throw new Error(`gateway: session ${grant.sessionKey} is not attached`);
     const token = `crt_${randomBytes(24).toString('base64url')}`;
     this.options.redactor.add(token);
+    const tokenHash = hashToken(token);
+    const tokenHashes = session.lastTokenHash ? [tokenHash, session.lastTokenHash] : [tokenHash];
+    session.lastTokenHash = tokenHash;
     const task: OpenTask = {
-      grant, tokenHash: hashToken(token), usage: emptyUsage(), costUsd: 0, modelCalls: 0, budgetReported: false, inflight: new Set(),
+      grant, tokenHashes, usage: emptyUsage(), costUsd: 0, modelCalls: 0, budgetReported: false, inflight: new Set(),
     };
     this.tasks.set(grant.taskId, task);
-    this.byToken.set(task.tokenHash, task);
+    for (const hash of tokenHashes) this.byToken.set(hash, task);
     this.bySession.set(grant.sessionKey, task);
     const file = join(session.socketDir, 'token');
     await writeFile(`${file}.next`, token, { mode: 0o644 });
@@ -155,12 +159,8 @@ export class SocketModelGateway implements ModelGateway {
     const task = this.tasks.get(taskId);
     if (!task) return { usage: emptyUsage(), costUsd: 0, modelCalls: 0 };
     this.tasks.delete(taskId);
-    this.byToken.delete(task.tokenHash);
-    if (this.bySession.get(task.grant.sessionKey) === task) {
-      this.bySession.delete(task.grant.sessionKey);
-      const session = this.sessions.get(task.grant.sessionKey);
-      if (session) await rm(join(session.socketDir, 'token'), { force: true });
-    }
+    for (const hash of task.tokenHashes) if (this.byToken.get(hash) === task) this.byToken.delete(hash);
+    if (this.bySession.get(task.grant.sessionKey) === task) this.bySession.delete(task.grant.sessionKey);
     for (const request of task.inflight) request.destroy();
     return { usage: task.usage, costUsd: task.costUsd, modelCalls: task.modelCalls };
   }

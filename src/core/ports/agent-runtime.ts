@@ -31,8 +31,8 @@ export interface AgentRunRequest {
   env: Record<string, string>;
   /**
    * Where the agent reaches the model, and a command that prints the current
-   * task's token (Claude Code's apiKeyHelper: re-read after a 401, so one live
-   * process serves many tasks, each with its own token).
+   * task's token (Claude Code's apiKeyHelper, re-read after each call, so one
+   * live process serves many tasks, each with its own token).
    */
   modelEndpoint: { baseUrl: string; keyHelper: string };
   /** Extra environment for the agent process (e.g. egress proxy settings). */

@@ -1,8 +1,9 @@
 /**
  * The model gateway port: the only way an agent reaches the model. Each
  * session's sandbox talks to the gateway over its own unix socket; each task
- * gets a token that is valid only while the task runs and only through that
- * session's socket. The gateway swaps the token for the real credential,
+ * gets a token that is valid only while a task of that session runs (its own
+ * task, and the session's next one, since a live agent still holds it for
+ * its first call), and only through that session's socket. The gateway swaps the token for the real credential,
  * meters every call's tokens for the task, enforces its budget, and (for the
  * allowlist network policy) is the sandbox's egress proxy.
  */

@@ -36,7 +36,7 @@ export function agentProcessEnv(request: AgentRunRequest): Record<string, string
     LANG: 'C.UTF-8',
     ...request.processEnv,
     ANTHROPIC_BASE_URL: request.modelEndpoint.baseUrl,
-    // The helper's answer is cached; a 401 from the gateway makes the CLI ask again.
+    // Re-read the task token after every call (in the background), so a live agent follows token rotation.
     CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '1',
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
     DISABLE_AUTOUPDATER: '1',
