@@ -275,7 +275,8 @@ export class LiveAgent {
     }
     if (message.subtype === 'error_max_budget_usd') return { error: new RunnerError('BUDGET_EXCEEDED') };
     if (message.subtype === 'error_max_structured_output_retries') {
-      return { error: new RunnerError('OUTPUT_INVALID', 'The agent did not produce output matching the schema.') };
+      const errors = message.errors ?? [];
+      return { error: new RunnerError('OUTPUT_INVALID', `The agent output does not match the output schema: ${errors.join('; ')}`, { errors }) };
     }
     if (message.subtype !== 'success') {
       const detail = message.errors?.join('; ') || this.stderrTail.trim().split('\n').at(-1) || message.subtype;

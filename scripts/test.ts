@@ -1,0 +1,44 @@
+/**
+ * `npm test`: checks that the real components are there (Docker engine,
+ * sandbox image), runs every test file with Node's test runner, then checks
+ * that no test left a container behind.
+ *
+ *   npm test                       all tests
+ *   npm test -- test/core          only files under test/core
+ */
+import { spawnSync } from 'node:child_process';
+import { globSync } from 'node:fs';
+import Docker from 'dockerode';
+
+const docker = new Docker();
+const image = process.env.SANDBOX_IMAGE ?? 'claude-runner-sandbox:latest';
+try {
+  await docker.ping();
+} catch {
+  console.error('The Docker engine is not reachable (/var/run/docker.sock). Start it (e.g. `dockerd &`) or run .ci/run, which installs and starts it.');
+  process.exit(1);
+}
+try {
+  await docker.getImage(image).inspect();
+} catch {
+  console.error(`The sandbox image ${image} is missing: run \`npm run image\` (add -- --offline on a machine that cannot pull).`);
+  process.exit(1);
+}
+
+const filters = process.argv.slice(2);
+const files = globSync('test/**/*.test.ts').sort().filter((file) => filters.length === 0 || filters.some((f) => file.startsWith(f.replace(/^\.\//, ''))));
+if (files.length === 0) {
+  console.error(`No test files match ${filters.join(' ')}`);
+  process.exit(1);
+}
+const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, '--test-timeout=300000', ...files], { stdio: 'inherit' });
+
+// Test runners use ids starting with "t"; whatever they created must be gone.
+const leftovers = (await docker.listContainers({ all: true, filters: { label: ['dev.claude-runner.instance'] } }))
+  .filter((c) => /^t[0-9a-f]{8}$/.test(c.Labels['dev.claude-runner.instance'] ?? ''));
+if (leftovers.length > 0) {
+  console.error(`Tests left ${leftovers.length} container(s) behind: ${leftovers.map((c) => c.Names[0]).join(', ')}`);
+  for (const c of leftovers) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  process.exit(1);
+}
+process.exit(result.status ?? 1);
