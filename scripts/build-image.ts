@@ -6,8 +6,11 @@
  *   npm run image -- --base IMAGE      # any Debian-like base
  *   npm run image -- --offline         # base from Debian packages (debootstrap, needs root)
  *   npm run image -- --offline --rebuild-base
+ *   npm run image -- --if-missing      # what `npm start` and `npm test` run first: build only
+ *                                      # when the image is absent; without Docker, say so and go on
  */
 import { Command } from 'commander';
+import Docker from 'dockerode';
 import { buildSandboxImage, DEFAULT_SANDBOX_IMAGE } from '../src/sandbox/docker/image.ts';
 
 const program = new Command()
@@ -20,6 +23,7 @@ const program = new Command()
   .option('--rootfs <dir>', 'offline: import this already debootstrapped folder instead of running debootstrap')
   .option('--mirror <url>', 'offline: Debian mirror for debootstrap')
   .option('--pull-timeout <seconds>', 'how long to try pulling the default base before going offline', '20')
+  .option('--if-missing', 'do nothing when the image exists; without a Docker engine, warn and exit 0', false)
   .parse();
 
 const options = program.opts<{
@@ -30,7 +34,21 @@ const options = program.opts<{
   rootfs?: string;
   mirror?: string;
   pullTimeout: string;
+  ifMissing: boolean;
 }>();
+
+if (options.ifMissing) {
+  const docker = new Docker();
+  try {
+    await docker.ping();
+  } catch {
+    console.warn('[image] the Docker engine is not reachable: tasks will fail until it runs (see README, Prerequisites).');
+    process.exit(0);
+  }
+  const present = await docker.getImage(options.tag).inspect().then(() => true, () => false);
+  if (present) process.exit(0);
+  console.log(`[image] ${options.tag} is missing: building it once (about a minute)`);
+}
 
 const started = Date.now();
 try {

@@ -22,7 +22,6 @@ export const errorTable = {
   // 409: the request conflicts with the state of the session or task
   AGENT_MISMATCH: { status: 409, message: 'The session is bound to another agent template.' },
   AGENT_REQUIRED: { status: 409, message: 'Several agent templates exist: name one in the "agent" field.' },
-  SESSION_BUSY: { status: 409, message: 'The session has a task running.' },
   TASK_ABORTED: { status: 409, message: 'The task was aborted.' },
   IDEMPOTENCY_CONFLICT: { status: 409, message: 'This Idempotency-Key was used for a different request.' },
   // 402 / 413 / 422 / 429: limits
@@ -30,13 +29,13 @@ export const errorTable = {
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   MAX_TURNS_REACHED: { status: 422, message: 'The agent reached the maximum number of turns.' },
   OUTPUT_INVALID: { status: 422, message: 'The agent output does not match the output schema.' },
+  SANDBOX_LIMIT: { status: 422, message: 'The sandbox hit a resource limit (memory or processes).' },
   QUEUE_FULL: { status: 429, message: 'The session queue is full.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests.' },
   SESSION_LIMIT_REACHED: { status: 429, message: 'The maximum number of sessions is reached.' },
   // 5xx: something outside the request went wrong
   INTERNAL: { status: 500, message: 'Internal error.' },
-  AGENT_CRASHED: { status: 500, message: 'The agent process ended unexpectedly.' },
-  SANDBOX_LIMIT: { status: 500, message: 'The sandbox hit a resource limit (memory or processes).' },
+  AGENT_CRASHED: { status: 502, message: 'The agent process ended unexpectedly.' },
   MODEL_ERROR: { status: 502, message: 'The model API failed.' },
   MODEL_CREDENTIALS_MISSING: { status: 503, message: 'No model credential is configured: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN.' },
   SANDBOX_UNAVAILABLE: { status: 503, message: 'The Docker engine is not reachable.' },
