@@ -18,6 +18,7 @@ import type { PageRequest, Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
 import type { TemplateCatalog } from '../templates/catalog.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
+import { KeyedLock } from './keyed-lock.ts';
 
 export interface SessionServiceDeps {
   store: Store;
@@ -39,11 +40,25 @@ export interface SessionView extends SessionSummary {
 
 export class SessionService {
   private readonly deps: SessionServiceDeps;
+  /** Per public id (tenant, session id): a reset or delete never interleaves with a submit. */
+  private readonly locks = new KeyedLock();
+  private sweeping: Promise<string[]> | null = null;
   /** Set by the task service: ends the session's queued tasks and stops its running one. */
   stopTasks: (sessionKey: string) => Promise<void> = async () => undefined;
 
   constructor(deps: SessionServiceDeps) {
     this.deps = deps;
+  }
+
+  /**
+   * Runs fn with the session to itself: no reset or delete of it starts or is
+   * under way meanwhile. A submit holds it from finding the session to
+   * storing the task, so a task is never queued on a session being torn down
+   * (its caller would wait forever for a row that a delete removed).
+   */
+  async exclusive<T>(tenantId: string, sessionId: string, fn: () => Promise<T>): Promise<T> {
+    assertSessionId(sessionId);
+    return this.locks.run(`${tenantId}\u0000${sessionId}`, fn);
   }
 
   /** The session, created (with its workspace) when it does not exist yet. */
@@ -98,7 +113,11 @@ export class SessionService {
   }
 
   /** A fresh copy of the template, memory forgotten, turns 0; same id, same template. */
-  async reset(tenantId: string, sessionId: string): Promise<Session> {
+  reset(tenantId: string, sessionId: string): Promise<Session> {
+    return this.exclusive(tenantId, sessionId, () => this.resetNow(tenantId, sessionId));
+  }
+
+  private async resetNow(tenantId: string, sessionId: string): Promise<Session> {
     const session = await this.get(tenantId, sessionId);
     await this.stopTasks(session.key);
     await this.teardown(session.key, 'reset');
@@ -110,25 +129,49 @@ export class SessionService {
   }
 
   /** Kills the sandbox and removes the workspace, the memory and every row of the session. */
-  async delete(tenantId: string, sessionId: string): Promise<void> {
+  delete(tenantId: string, sessionId: string): Promise<void> {
+    return this.exclusive(tenantId, sessionId, () => this.deleteNow(tenantId, sessionId));
+  }
+
+  private async deleteNow(tenantId: string, sessionId: string): Promise<void> {
     const session = await this.get(tenantId, sessionId);
     await this.stopTasks(session.key);
     await this.teardown(session.key, 'delete');
-    await this.deps.dirs.remove(session.key);
+    // Rows before folders: a crash in between leaves folders without a session, which start-up removes.
     await this.deps.store.deleteSession(session.key);
+    await this.deps.dirs.remove(session.key);
     this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId }, 'session deleted');
   }
 
   /** Stops the sandboxes of sessions with nothing to do for IDLE_TIMEOUT_MS; the next task starts them again. */
-  async stopIdle(now = Date.now()): Promise<string[]> {
-    const idle = await this.deps.store.listIdleSessions(now - this.deps.idleTimeoutMs);
+  stopIdle(now = Date.now()): Promise<string[]> {
+    // One sweep at a time: a slow one (many containers to stop) is not overtaken by the next tick.
+    if (this.sweeping) return Promise.resolve([]);
+    const sweep = this.sweepIdle(now).finally(() => { this.sweeping = null; });
+    this.sweeping = sweep;
+    return sweep;
+  }
+
+  private async sweepIdle(now: number): Promise<string[]> {
+    const before = now - this.deps.idleTimeoutMs;
+    const idle = await this.deps.store.listIdleSessions(before);
+    if (idle.length === 0) return [];
     const running = new Set((await this.deps.sandbox.list()).filter((s) => s.running).map((s) => s.sessionKey));
     const stopped: string[] = [];
     for (const session of idle) {
       if (!running.has(session.key)) continue;
-      await this.deps.runtime.release(session.key);
-      await this.deps.sandbox.stop(session.key);
-      await this.deps.gateway.detachSession(session.key);
+      const done = await this.exclusive(session.tenantId, session.id, async () => {
+        // Checked again with submits held off: a task queued since the list was read keeps its
+        // sandbox (stopping it, or detaching the gateway, under a starting task would fail that task).
+        const current = await this.deps.store.getSessionByKey(session.key);
+        if (!current || current.lastActivityAt >= before) return false;
+        if (await this.deps.store.oldestUnfinishedTask(session.key)) return false;
+        await this.deps.runtime.release(session.key);
+        await this.deps.sandbox.stop(session.key);
+        await this.deps.gateway.detachSession(session.key);
+        return true;
+      });
+      if (!done) continue;
       stopped.push(session.key);
       this.deps.logger.info({ sessionKey: session.key }, 'idle session sandbox stopped');
     }
@@ -154,6 +197,17 @@ export class SessionService {
       }
     }
     return { removed, stopped };
+  }
+
+  /**
+   * At start-up, before any session is created: folders of sessions that no
+   * longer exist (a delete cut short by a crash) are removed.
+   */
+  async removeOrphanFolders(): Promise<string[]> {
+    const known = new Set(await this.deps.store.listAllSessionKeys());
+    const orphans = (await this.deps.dirs.listKeys()).filter((key) => !known.has(key));
+    for (const key of orphans) await this.deps.dirs.remove(key);
+    return orphans;
   }
 
   private async teardown(sessionKey: string, why: 'reset' | 'delete'): Promise<void> {

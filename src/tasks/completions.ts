@@ -10,6 +10,9 @@ type Waiter = (task: Task) => void;
 export class TaskCompletions {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly listeners: Waiter[] = [];
+  /** Rejects the waits in progress (shutdown). */
+  private readonly rejecters = new Set<(reason: Error) => void>();
+  private released: Error | null = null;
 
   /** Called for every task that ends (metrics). */
   onEnd(listener: Waiter): void {
@@ -24,22 +27,37 @@ export class TaskCompletions {
     for (const waiter of set) waiter(task);
   }
 
+  /**
+   * Ends every wait in progress, and any later one, with `reason`: at
+   * shutdown, callers of tasks that stay queued are told so instead of
+   * having their connection cut.
+   */
+  releaseAll(reason: Error): void {
+    this.released = reason;
+    for (const reject of [...this.rejecters]) reject(reason);
+  }
+
   /** Resolves with the task once it is final. `load` reads it from the store, to close the race with a task that just ended. */
   async wait(taskId: string, load: () => Promise<Task | undefined>, signal?: AbortSignal): Promise<Task> {
     let set = this.waiters.get(taskId);
     if (!set) this.waiters.set(taskId, (set = new Set()));
     let waiter!: Waiter;
+    let rejecter!: (reason: Error) => void;
     const done = new Promise<Task>((resolve, reject) => {
       waiter = resolve;
+      rejecter = reject;
       signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
     });
     set.add(waiter);
+    this.rejecters.add(rejecter);
     try {
       const current = await load();
       if (current && isFinal(current.status)) return current;
+      if (this.released) throw this.released;
       return await done;
     } finally {
       set.delete(waiter);
+      this.rejecters.delete(rejecter);
       if (set.size === 0 && this.waiters.get(taskId) === set) this.waiters.delete(taskId);
     }
   }

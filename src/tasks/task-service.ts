@@ -63,6 +63,12 @@ export class TaskService {
     const env = validateTaskEnv(input.env);
     deps.redactor.add(...Object.values(env));
     if (input.options?.outputSchema) checkUserSchema(input.options.outputSchema);
+    return deps.sessions.exclusive(input.tenantId, input.sessionId, () => this.enqueue(input, env));
+  }
+
+  /** Finds or creates the session and stores the task; runs with the session to itself. */
+  private async enqueue(input: SubmitTaskInput, env: Record<string, string>): Promise<{ task: Task; created: boolean }> {
+    const { deps } = this;
     const session = await deps.sessions.ensure(input.tenantId, input.sessionId, input.agent);
     const now = Date.now();
     const task: Task = {
@@ -98,9 +104,16 @@ export class TaskService {
     return result;
   }
 
-  /** Resolves with the task once it has ended. */
+  /** Resolves with the task once it has ended; rejects with SHUTTING_DOWN when the server stops first. */
   wait(task: Task, signal?: AbortSignal): Promise<Task> {
     return this.deps.completions.wait(task.id, () => this.deps.store.getTask(task.id), signal);
+  }
+
+  /** At shutdown, after running tasks ended: every caller still waiting (on a queued task) is answered. */
+  releaseWaiters(): void {
+    this.deps.completions.releaseAll(new RunnerError(
+      'SHUTTING_DOWN', 'The server is shutting down before the task ran: it stays queued and runs after the restart (GET /tasks/:taskId follows it).',
+    ));
   }
 
   async get(tenantId: string, taskId: string): Promise<Task> {
@@ -131,14 +144,15 @@ export class TaskService {
 
   /** Aborts one task, queued or running. Aborting a task that already ended changes nothing. */
   async abortTask(tenantId: string, taskId: string): Promise<Task> {
-    const task = await this.get(tenantId, taskId);
+    let task = await this.get(tenantId, taskId);
     const reason = new RunnerError('TASK_ABORTED', 'The task was aborted.');
     if (task.status === 'queued') {
       const ended = await this.deps.store.abortQueuedTasks({ taskId }, reason.toBody(), Date.now());
       await this.announceAborted(task.sessionKey, ended);
-    } else if (task.status === 'running') {
-      await this.deps.execution.stop(taskId, reason);
+      // Claimed in the meantime: it is running now, and is stopped below.
+      if (ended.length === 0) task = await this.get(tenantId, taskId);
     }
+    if (task.status === 'running') await this.deps.execution.stop(taskId, reason);
     return this.get(tenantId, taskId);
   }
 

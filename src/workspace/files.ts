@@ -5,8 +5,9 @@
  * workspace; the last component is opened with O_NOFOLLOW so a symlink swapped
  * in after the check is not followed either.
  */
-import { constants, createReadStream, createWriteStream, type ReadStream } from 'node:fs';
-import { chown, lstat, mkdir, open, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants, type ReadStream } from 'node:fs';
+import { chown, lstat, mkdir, open, readdir, readlink, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -40,24 +41,61 @@ export function lexicalPath(root: string, relPath: string): string {
   return absolute;
 }
 
-/** Resolves symlinks of the deepest existing ancestor and checks it is still inside the workspace. */
+/**
+ * Resolves symlinks of the deepest existing ancestor and checks it is still
+ * inside the workspace. A dangling symlink on the way is followed to where it
+ * points (realpath fails on it): writing through it would create a file there.
+ */
 async function checkRealPath(root: string, absolute: string): Promise<void> {
   const realRoot = await realpath(root);
   let probe = absolute;
-  for (;;) {
+  for (let links = 0; ;) {
     try {
       const real = await realpath(probe);
       if (!isInside(realRoot, real)) throw new RunnerError('INVALID_PATH', 'The path leads outside the workspace.');
       return;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      probe = dirname(probe);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new RunnerError('INVALID_PATH', 'The path has a symlink loop.');
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
+      const target = await readlink(probe).catch(() => null);
+      if (target === null) {
+        probe = dirname(probe);
+      } else {
+        if (++links > 40) throw new RunnerError('INVALID_PATH', 'The path has too many symlinks.');
+        probe = resolve(dirname(probe), target);
+      }
     }
+  }
+}
+
+/** What a filesystem error on a caller's path means to the caller; other errors pass through (500). */
+function pathError(error: unknown, op: 'read' | 'write' | 'remove' | 'list'): unknown {
+  if (error instanceof RunnerError) return error;
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'ENOENT':
+      return new RunnerError('FILE_NOT_FOUND');
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return op === 'write' ? new RunnerError('INVALID_PATH', 'A folder on the path is a file.') : new RunnerError('FILE_NOT_FOUND');
+    case 'EISDIR':
+    case 'ENOTEMPTY':
+      return new RunnerError('INVALID_PATH', 'The path is a folder.');
+    case 'ENAMETOOLONG':
+      return new RunnerError('INVALID_PATH', 'A name in the path is too long.');
+    case 'ELOOP':
+      return new RunnerError('INVALID_PATH', 'The path is a symlink.');
+    default:
+      return error;
   }
 }
 
 export class WorkspaceFiles {
   async list(root: string, relDir?: string): Promise<FileEntry[]> {
+    return this.listIn(root, relDir).catch((error: unknown) => { throw pathError(error, 'list'); });
+  }
+
+  private async listIn(root: string, relDir?: string): Promise<FileEntry[]> {
     const start = relDir ? lexicalPath(root, relDir) : root;
     await checkRealPath(root, start);
     const entries: FileEntry[] = [];
@@ -84,6 +122,10 @@ export class WorkspaceFiles {
   }
 
   async read(root: string, relPath: string): Promise<{ stream: ReadStream; size: number }> {
+    return this.readIn(root, relPath).catch((error: unknown) => { throw pathError(error, 'read'); });
+  }
+
+  private async readIn(root: string, relPath: string): Promise<{ stream: ReadStream; size: number }> {
     const absolute = lexicalPath(root, relPath);
     await checkRealPath(root, absolute);
     let handle;
@@ -100,7 +142,8 @@ export class WorkspaceFiles {
       await handle.close();
       throw new RunnerError('INVALID_PATH', 'Not a regular file.');
     }
-    return { stream: createReadStream('', { fd: handle.fd, autoClose: true }), size: info.size };
+    // The stream owns the FileHandle and closes it; a bare fd would be closed a second time when the handle is collected.
+    return { stream: handle.createReadStream(), size: info.size };
   }
 
   /** Writes atomically (temp file + rename), creating parent folders; returns the size written. */
@@ -110,15 +153,25 @@ export class WorkspaceFiles {
     body: Readable,
     options: { maxBytes: number; owner?: { uid: number; gid: number } | undefined },
   ): Promise<number> {
+    return this.writeIn(root, relPath, body, options).catch((error: unknown) => { throw pathError(error, 'write'); });
+  }
+
+  private async writeIn(
+    root: string,
+    relPath: string,
+    body: Readable,
+    options: { maxBytes: number; owner?: { uid: number; gid: number } | undefined },
+  ): Promise<number> {
     const absolute = lexicalPath(root, relPath);
     await checkRealPath(root, absolute);
     await mkdir(dirname(absolute), { recursive: true });
     await checkRealPath(root, dirname(absolute));
-    const temp = `${absolute}.upload-${process.pid}-${Date.now()}`;
+    // A short unique name next to the target: concurrent uploads of one path never collide, a long name still fits.
+    const temp = join(dirname(absolute), `.upload-${randomBytes(8).toString('hex')}`);
     const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     let size = 0;
     try {
-      const out = createWriteStream('', { fd: handle.fd, autoClose: true });
+      const out = handle.createWriteStream();
       await pipeline(body, async function* (chunks: AsyncIterable<Buffer>) {
         for await (const chunk of chunks) {
           size += chunk.length;
@@ -137,6 +190,10 @@ export class WorkspaceFiles {
   }
 
   async remove(root: string, relPath: string): Promise<void> {
+    return this.removeIn(root, relPath).catch((error: unknown) => { throw pathError(error, 'remove'); });
+  }
+
+  private async removeIn(root: string, relPath: string): Promise<void> {
     const absolute = lexicalPath(root, relPath);
     await checkRealPath(root, dirname(absolute));
     try {

@@ -7,7 +7,7 @@
  *   DATA_DIR/sessions/<key>/home        → the agent user's home (~/.claude: conversation memory)
  *   DATA_DIR/sockets/<key>/             → the gateway's unix socket for this session
  */
-import { cp, mkdir, rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface SessionDirs {
@@ -16,6 +16,9 @@ export interface SessionDirs {
   home: string;
   socketDir: string;
 }
+
+/** Session keys as newId('s') makes them. */
+const SESSION_KEY = /^s_[0-9a-z]+$/;
 
 /** Unix socket paths are limited to 107 bytes; keep ours well inside. */
 const MAX_SOCKET_PATH = 100;
@@ -51,6 +54,20 @@ export class SessionDirectories {
     await rm(dirs.workspace, { recursive: true, force: true });
     await rm(dirs.home, { recursive: true, force: true });
     return this.create(key, templateDir);
+  }
+
+  /** Keys of every session that has folders here. */
+  async listKeys(): Promise<string[]> {
+    const keys = new Set<string>();
+    for (const parent of [join(this.dataDir, 'sessions'), join(this.dataDir, 'sockets')]) {
+      try {
+        // Only names this class makes (session keys): anything else put there is left alone.
+        for (const name of await readdir(parent)) if (SESSION_KEY.test(name)) keys.add(name);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+    return [...keys].sort();
   }
 
   async remove(key: string): Promise<void> {

@@ -32,6 +32,18 @@ const pageQuery = z.object({
 });
 
 export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  // Blocking POST /task answers still being written; shutdown lets them go out before connections are cut.
+  const answering = new Set<Promise<void>>();
+  app.addHook('preClose', async () => {
+    deps.tasks.releaseWaiters();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...answering]),
+      new Promise((resolve) => { timer = setTimeout(resolve, 2000); }),
+    ]);
+    clearTimeout(timer);
+  });
+
   app.post('/task', async (request, reply) => {
     const body = parseInput(submitBody, request.body);
     const keyHeader = request.headers['idempotency-key'];
@@ -56,11 +68,17 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     // The task is durable: a caller that goes away stops waiting, not the task.
     const gone = new AbortController();
     request.raw.on('close', () => gone.abort(new Error('caller went away')));
+    const answered = new Promise<void>((resolve) => reply.raw.once('close', () => resolve()));
+    answering.add(answered);
+    void answered.then(() => answering.delete(answered));
     let final: Task;
     try {
       final = await deps.tasks.wait(task, gone.signal);
-    } catch {
-      return reply;
+    } catch (error) {
+      if (!(error instanceof RunnerError) || gone.signal.aborted) return reply;
+      // Shutting down before the task ended: say where it stands, so the caller can follow it later.
+      const current = await deps.tasks.get(request.caller.tenantId, task.id).catch(() => task);
+      return sendError(reply, error, { taskId: task.id, sessionId: task.sessionId, status: current.status });
     }
     return sendTaskResult(reply, final);
   });
