@@ -7,6 +7,7 @@
  *   npm test -- test/core          only files under test/core
  */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { globSync } from 'node:fs';
 import Docker from 'dockerode';
 
@@ -31,11 +32,16 @@ if (files.length === 0) {
   console.error(`No test files match ${filters.join(' ')}`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, '--test-timeout=300000', ...files], { stdio: 'inherit' });
+// Every runner a test starts carries this run's id in its runner id (test/support/harness.ts).
+const run = randomBytes(2).toString('hex');
+const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, '--test-timeout=300000', ...files], {
+  stdio: 'inherit',
+  env: { ...process.env, CLAUDE_RUNNER_TEST_RUN: run },
+});
 
-// Test runners use ids starting with "t"; whatever they created must be gone.
+// Whatever this run's tests created must be gone; other runs on the same engine are not touched.
 const leftovers = (await docker.listContainers({ all: true, filters: { label: ['dev.claude-runner.instance'] } }))
-  .filter((c) => /^t[0-9a-f]{8}$/.test(c.Labels['dev.claude-runner.instance'] ?? ''));
+  .filter((c) => (c.Labels['dev.claude-runner.instance'] ?? '').startsWith(`t${run}`));
 if (leftovers.length > 0) {
   console.error(`Tests left ${leftovers.length} container(s) behind: ${leftovers.map((c) => c.Names[0]).join(', ')}`);
   for (const c of leftovers) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);

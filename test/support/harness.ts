@@ -15,6 +15,15 @@ import { startScriptedModel, type ScriptedModel } from '../../src/scripted-model
 import type { Rule } from '../../src/scripted-model/types.ts';
 
 export const UPSTREAM_KEY = 'sk-ant-test-upstream-0123456789abcdef';
+
+/**
+ * Runner ids of tests: "t", this test run's id (scripts/test.ts sets it, so it
+ * can find exactly what its own run left behind), and a random part.
+ */
+export const TEST_RUN_ID = process.env.CLAUDE_RUNNER_TEST_RUN ?? randomBytes(2).toString('hex');
+export function testRunnerId(): string {
+  return `t${TEST_RUN_ID}${randomBytes(3).toString('hex')}`;
+}
 export const ROOT = resolve(import.meta.dirname, '../..');
 const docker = new Docker();
 
@@ -91,7 +100,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   } else {
     writeTemplate(agentDir, options.template ?? {});
   }
-  const runnerId = `t${randomBytes(4).toString('hex')}`;
+  const runnerId = testRunnerId();
   const env = testEnv({ DATA_DIR: dataDir, AGENT_DIR: agentDir, ANTHROPIC_BASE_URL: model.url, RUNNER_ID: runnerId, ...options.env });
   let runner = await createRunner(loadConfig(env));
   let url = (await runner.start()).replace('0.0.0.0', '127.0.0.1');
