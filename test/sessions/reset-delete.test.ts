@@ -77,7 +77,8 @@ describe('reset and delete', () => {
     assert.equal(res.body.sessionId, 'resettable');
     assert.equal(res.body.agent, 'default');
     assert.equal(res.body.turns, 0);
-    assert.equal(res.body.totalCost, 0);
+    assert.ok(res.body.totalCost >= before.totalCost, "money spent stays spent");
+    assert.ok(before.totalCost > 0);
     assert.equal(res.body.queueDepth, 0);
     assert.equal(res.body.busy, false);
     assert.equal(res.body.createdAt, before.createdAt);

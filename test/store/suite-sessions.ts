@@ -125,7 +125,7 @@ export function defineSessionTests(getStore: () => Store): void {
     assert.equal((await store.getSessionByKey('key-1'))?.agentSessionId, null, 'cleared when given null');
   });
 
-  test('resetSession clears conversation, turns and cost; tasks and events stay', async () => {
+  test('resetSession clears conversation and turns; cost, tasks and events stay', async () => {
     const store = getStore();
     const s = makeSession(1);
     await store.createSession(s, big);
@@ -133,7 +133,7 @@ export function defineSessionTests(getStore: () => Store): void {
     await store.enqueueTask(makeTask(s, 't1'), { maxQueued: 10 });
     await store.appendEvents([{ sessionKey: 'key-1', taskId: 't1', type: 'text', data: { text: 'hi' } }], 3_000);
     await store.resetSession('key-1', 4_000);
-    assert.deepEqual(await store.getSessionByKey('key-1'), { ...s, agentSessionId: null, turns: 0, totalCostUsd: 0, lastActivityAt: 4_000 });
+    assert.deepEqual(await store.getSessionByKey('key-1'), { ...s, agentSessionId: null, turns: 0, totalCostUsd: 1.5, lastActivityAt: 4_000 });
     assert.equal((await store.getTask('t1'))?.status, 'queued');
     assert.equal((await store.readEvents('key-1', 0, 10)).length, 1);
   });

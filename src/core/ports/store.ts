@@ -55,7 +55,7 @@ export interface Store {
   summarizeSession(key: string): Promise<SessionSummary | undefined>;
   /** Records a finished task on the session: adds cost, counts a turn when asked, moves lastActivityAt. */
   recordSessionActivity(key: string, change: { costUsd: number; turn: boolean; agentSessionId?: string | null; at: number }): Promise<void>;
-  /** Back to a fresh start: no conversation, no turns, no cost. Tasks and events stay. */
+  /** Back to a fresh start: no conversation, no turns. Tasks, events and the cost spent stay. */
   resetSession(key: string, at: number): Promise<void>;
   /** Removes the session with its tasks and events. */
   deleteSession(key: string): Promise<void>;

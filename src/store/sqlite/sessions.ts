@@ -81,9 +81,10 @@ export async function recordSessionActivity(
 }
 
 export async function resetSession(db: Db, key: string, at: number): Promise<void> {
-  // last_event_seq stays: a reset must never let seqs be reused.
+  // last_event_seq stays: a reset must never let seqs be reused. total_cost_usd stays too:
+  // money spent stays spent, so a reset cannot refill SESSION_BUDGET_USD.
   await db.updateTable('sessions')
-    .set({ agent_session_id: null, turns: 0, total_cost_usd: 0, last_activity_at: at })
+    .set({ agent_session_id: null, turns: 0, last_activity_at: at })
     .where('key', '=', key)
     .execute();
 }
