@@ -12,6 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Config } from './config.ts';
 import { RunnerError } from './core/errors.ts';
 import { newId } from './core/ids.ts';
+import type { SandboxDriver } from './core/ports/sandbox.ts';
 import type { Store } from './core/ports/store.ts';
 import { EventLog } from './events/event-log.ts';
 import { SocketModelGateway } from './gateway/gateway.ts';
@@ -20,12 +21,14 @@ import { buildHttpApp } from './http/app.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { priceUsage } from './pricing/prices.ts';
 import { ClaudeAgentRuntime } from './runtime/claude/runtime.ts';
+import { CappedSandboxDriver } from './sandbox/capped-driver.ts';
 import { DockerSandboxDriver } from './sandbox/docker/driver.ts';
 import { Redactor } from './secrets/redactor.ts';
 import { EnvSealer } from './secrets/sealer.ts';
 import { SessionService } from './sessions/session-service.ts';
 import { openSqliteStore } from './store/sqlite/index.ts';
 import { TaskCompletions } from './tasks/completions.ts';
+import { QueueAnnouncements } from './tasks/queue-announcements.ts';
 import { Scheduler } from './tasks/scheduler.ts';
 import { TaskExecution } from './tasks/task-execution.ts';
 import { TaskService } from './tasks/task-service.ts';
@@ -84,7 +87,8 @@ export async function createRunner(config: Config): Promise<Runner> {
   const dirs = new SessionDirectories(config.dataDir);
   const sealer = EnvSealer.fromDataDir(config.dataDir, process.env.RUNNER_SECRET_KEY);
   const files = new WorkspaceFiles();
-  const sandbox = new DockerSandboxDriver({
+  const dockerSandbox = new DockerSandboxDriver({
+    docker: { socketPath: config.sandbox.dockerSocket },
     runnerId,
     image: config.sandbox.image,
     claudeExecutablePath: findClaudeExecutable(config.claudeExecutable),
@@ -92,9 +96,18 @@ export async function createRunner(config: Config): Promise<Runner> {
     ...(config.sandbox.runtime ? { runtime: config.sandbox.runtime } : {}),
     logger: logger.child({ component: 'sandbox' }),
   });
+  // MAX_RUNNING_SANDBOXES: the least recently used idle sandbox is stopped to make room (see capped-driver.ts).
+  const sandbox: SandboxDriver = new CappedSandboxDriver(dockerSandbox, {
+    maxRunning: config.limits.maxRunningSandboxes,
+    isBusy: (sessionKey): boolean => execution.runningTaskOf(sessionKey) !== undefined,
+    beforeStop: (sessionKey) => runtime.release(sessionKey),
+    logger: logger.child({ component: 'sandbox' }),
+  });
+  const deniedLocalPorts = [config.port];
   const gateway = new SocketModelGateway({
     upstream: config.upstream,
-    deniedLocalPorts: [config.port],
+    // The port actually bound is added at listen (PORT=0 picks one).
+    deniedLocalPorts,
     priceUsage,
     redactor,
     logger: logger.child({ component: 'gateway' }),
@@ -108,8 +121,9 @@ export async function createRunner(config: Config): Promise<Runner> {
   });
   const events = new EventLog(store, redactor);
   const completions = new TaskCompletions();
+  const announcements = new QueueAnnouncements();
   const execution = new TaskExecution({
-    store, events, sandbox, runtime, gateway, templates, dirs, sealer, redactor, completions, runnerId,
+    store, events, sandbox, runtime, gateway, templates, dirs, sealer, redactor, completions, announcements, runnerId,
     defaults: {
       model: config.model,
       maxTurns: config.maxTurns,
@@ -123,7 +137,9 @@ export async function createRunner(config: Config): Promise<Runner> {
     logger: logger.child({ component: 'tasks' }),
   });
   const scheduler = new Scheduler({
-    store, runnerId, maxConcurrent: config.limits.maxConcurrentTasks, execute: (task) => execution.execute(task), logger,
+    // No more tasks at once than sandboxes may run: the rest wait in their queues, not for a sandbox.
+    store, runnerId, maxConcurrent: Math.min(config.limits.maxConcurrentTasks, config.limits.maxRunningSandboxes || Infinity),
+    execute: (task) => execution.execute(task), logger,
   });
   const sessions = new SessionService({
     store, events, sandbox, runtime, gateway, templates, dirs,
@@ -131,7 +147,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   });
   let accepting = true;
   const tasks = new TaskService({
-    store, events, sessions, scheduler, execution, completions, sealer, redactor,
+    store, events, sessions, scheduler, execution, completions, announcements, sealer, redactor,
     maxQueuedPerSession: config.limits.maxQueuedPerSession,
     isAccepting: () => accepting,
   });
@@ -192,6 +208,8 @@ export async function createRunner(config: Config): Promise<Runner> {
       });
     }
     if (interrupted.length > 0) logger.warn({ tasks: interrupted.map((t) => t.id) }, 'tasks interrupted by the last shutdown or crash');
+    const orphanFolders = await sessions.removeOrphanFolders();
+    if (orphanFolders.length > 0) logger.info({ sessions: orphanFolders }, 'folders of deleted sessions removed');
     try {
       await sandbox.check();
       const { removed, stopped } = await sessions.reconcileSandboxes();
@@ -207,13 +225,21 @@ export async function createRunner(config: Config): Promise<Runner> {
       await recover();
       scheduler.poke();
       timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
-        Math.max(1000, Math.min(config.idleTimeoutMs / 2, 60_000))));
-      timers.push(setInterval(() => void store.trimEvents({ maxEventsPerSession: config.events.maxPerSession, maxEventAgeMs: config.events.maxAgeMs }, Date.now())
-        .catch((error) => logger.error({ err: error }, 'event retention failed')), 60_000));
+        config.idleSweepMs));
+      const trim = (): void => void store.trimEvents({ maxEventsPerSession: config.events.maxPerSession, maxEventAgeMs: config.events.maxAgeMs }, Date.now())
+        .catch((error) => logger.error({ err: error }, 'event retention failed'));
+      trim();
+      timers.push(setInterval(trim, config.events.trimIntervalMs));
       // Queued tasks wait for a slot; a poke now and then also covers a missed wake-up.
       timers.push(setInterval(() => scheduler.poke(), 5_000));
       for (const timer of timers) timer.unref();
+      // An `open` sandbox reaches every address of the host: its connections are refused before a byte is read.
+      http.server.on('connection', (socket: import('node:net').Socket) => {
+        if (dockerSandbox.isSandboxAddress(socket.remoteAddress)) socket.destroy();
+      });
       const address = await http.listen({ port: config.port, host: config.host });
+      const bound = http.server.address();
+      if (bound && typeof bound === 'object') deniedLocalPorts.push(bound.port);
       logger.info({ address, runnerId, agents: templates.names(), auth: auth.enabled }, 'claude-runner listening');
       return address;
     },

@@ -40,6 +40,7 @@ const schema = z.object({
   SANDBOX_PIDS: int(256),
   SANDBOX_TMP_SIZE: bytes('256m'),
   SANDBOX_RUNTIME: optionalText,
+  DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   NETWORK_POLICY: z.enum(['none', 'allowlist', 'open']).default('allowlist'),
   ANTHROPIC_API_KEY: optionalText,
   CLAUDE_CODE_OAUTH_TOKEN: optionalText,
@@ -50,7 +51,10 @@ const schema = z.object({
   MAX_QUEUED_PER_SESSION: int(20),
   MAX_SESSIONS: int(10_000),
   MAX_LIVE_AGENTS: int(8),
+  MAX_RUNNING_SANDBOXES: int(32),
   IDLE_TIMEOUT_MS: int(10 * 60_000),
+  /** How often idle sessions are looked for; 0: half of IDLE_TIMEOUT_MS, between 1 s and 60 s. */
+  IDLE_SWEEP_MS: int(0),
   AGENT_IDLE_MS: int(5 * 60_000),
   TASK_TIMEOUT_MS: int(15 * 60_000),
   MAX_BUDGET_USD: optionalNum,
@@ -61,6 +65,7 @@ const schema = z.object({
   RATE_LIMIT_PER_MINUTE: int(600),
   EVENTS_MAX_PER_SESSION: int(20_000),
   EVENTS_MAX_AGE_MS: int(7 * 24 * 3_600_000),
+  EVENTS_TRIM_INTERVAL_MS: int(60_000),
   STREAM_BUFFER_BYTES: bytes('4m'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   RUNNER_ID: optionalText,
@@ -85,6 +90,8 @@ export interface Config {
     pidsLimit: number;
     tmpSizeBytes: number;
     runtime: string | undefined;
+    /** The Docker engine's unix socket. */
+    dockerSocket: string;
     defaultNetwork: NetworkMode;
   };
   upstream: {
@@ -99,6 +106,8 @@ export interface Config {
     maxQueuedPerSession: number;
     maxSessions: number;
     maxLiveAgents: number;
+    /** Running containers at most (0: no cap); also caps the tasks run at once. */
+    maxRunningSandboxes: number;
     taskTimeoutMs: number;
     taskBudgetUsd: number | undefined;
     sessionBudgetUsd: number | undefined;
@@ -107,9 +116,12 @@ export interface Config {
     rateLimitPerMinute: number;
   };
   idleTimeoutMs: number;
+  /** Interval of the idle sweep (stops the sandboxes of sessions idle for idleTimeoutMs). */
+  idleSweepMs: number;
   agentIdleMs: number;
   shutdownGraceMs: number;
-  events: { maxPerSession: number; maxAgeMs: number; streamBufferBytes: number };
+  /** Retention (count, age) is applied every trimIntervalMs. */
+  events: { maxPerSession: number; maxAgeMs: number; trimIntervalMs: number; streamBufferBytes: number };
   logLevel: string;
   runnerId: string | undefined;
   claudeExecutable: string | undefined;
@@ -159,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       pidsLimit: e.SANDBOX_PIDS,
       tmpSizeBytes: e.SANDBOX_TMP_SIZE,
       runtime: e.SANDBOX_RUNTIME,
+      dockerSocket: e.DOCKER_SOCKET,
       defaultNetwork: e.NETWORK_POLICY,
     },
     upstream: { baseUrl: e.ANTHROPIC_BASE_URL, apiKey: e.ANTHROPIC_API_KEY, oauthToken: e.CLAUDE_CODE_OAUTH_TOKEN },
@@ -168,6 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxQueuedPerSession: e.MAX_QUEUED_PER_SESSION,
       maxSessions: e.MAX_SESSIONS,
       maxLiveAgents: e.MAX_LIVE_AGENTS,
+      maxRunningSandboxes: e.MAX_RUNNING_SANDBOXES,
       taskTimeoutMs: e.TASK_TIMEOUT_MS,
       taskBudgetUsd: e.MAX_BUDGET_USD,
       sessionBudgetUsd: e.SESSION_BUDGET_USD,
@@ -176,9 +190,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     },
     idleTimeoutMs: e.IDLE_TIMEOUT_MS,
+    idleSweepMs: e.IDLE_SWEEP_MS > 0 ? Math.max(10, e.IDLE_SWEEP_MS) : Math.max(1000, Math.min(e.IDLE_TIMEOUT_MS / 2, 60_000)),
     agentIdleMs: e.AGENT_IDLE_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
-    events: { maxPerSession: e.EVENTS_MAX_PER_SESSION, maxAgeMs: e.EVENTS_MAX_AGE_MS, streamBufferBytes: e.STREAM_BUFFER_BYTES },
+    events: {
+      maxPerSession: e.EVENTS_MAX_PER_SESSION, maxAgeMs: e.EVENTS_MAX_AGE_MS,
+      trimIntervalMs: Math.max(10, e.EVENTS_TRIM_INTERVAL_MS), streamBufferBytes: e.STREAM_BUFFER_BYTES,
+    },
     logLevel: e.LOG_LEVEL,
     runnerId: e.RUNNER_ID,
     claudeExecutable: e.CLAUDE_EXECUTABLE,

@@ -6,7 +6,11 @@
  * A subscriber asks for everything after a sequence number: it is registered
  * for live events first (held back), then the store is replayed, then the
  * held-back events are released, skipping any seq already delivered. So the
- * seam between replay and live has no gap and no duplicate.
+ * seam between replay and live has no gap and no duplicate. Seqs of a session
+ * are consecutive, so a jump can only mean events fell out by retention: the
+ * subscriber is told (onGap), never skipped past silently. The replay is paced
+ * by the subscriber (whenWritable), so a slow reader resuming a long backlog
+ * is not flooded; live events wait for it in a bounded queue.
  *
  * Owns: ordering and delivery of events. Must not touch: transports (WS/SSE
  * live in src/http), which decide what to do with a slow reader.
@@ -22,6 +26,10 @@ export interface EventSubscriber {
   onGap(fromSeq: number, toSeq: number): void;
   /** The subscriber fell too far behind and was dropped; it may subscribe again from its last seq. */
   onOverflow(): void;
+  /** The session is gone (deleted): no event will come any more. */
+  onEnd(): void;
+  /** Asked before each replayed event: a promise to wait for (its buffer is full), or undefined to go on. */
+  whenWritable?(): Promise<void> | undefined;
 }
 
 export interface Subscription {
@@ -72,30 +80,60 @@ export class EventLog {
     while (this.flushing) await this.flushing;
   }
 
-  async subscribe(sessionKey: string, afterSeq: number, subscriber: EventSubscriber): Promise<Subscription> {
+  /** `signal` ends the subscription, also while it is still replaying. */
+  async subscribe(sessionKey: string, afterSeq: number, subscriber: EventSubscriber, signal?: AbortSignal): Promise<Subscription> {
     const entry: Registered = { sessionKey, lastSeq: afterSeq, live: false, held: [], subscriber, closed: false };
+    const subscription = { close: () => this.unsubscribe(entry) };
+    if (signal?.aborted) {
+      entry.closed = true;
+      return subscription;
+    }
     let set = this.subscribers.get(sessionKey);
     if (!set) this.subscribers.set(sessionKey, (set = new Set()));
     set.add(entry);
-    const subscription = { close: () => this.unsubscribe(entry) };
+    signal?.addEventListener('abort', subscription.close, { once: true });
     try {
+      // Everything up to bounds.lastSeq is committed: what the replay does not find of it was trimmed.
       const bounds = await this.store.eventBounds(sessionKey);
-      if (bounds.firstSeq > 0 && afterSeq < bounds.firstSeq - 1) {
-        subscriber.onGap(afterSeq + 1, bounds.firstSeq - 1);
-        entry.lastSeq = bounds.firstSeq - 1;
-      }
-      for (;;) {
+      // A seq from the future (another incarnation of the session id, or a confused client) means "from now".
+      if (entry.lastSeq > bounds.lastSeq) entry.lastSeq = bounds.lastSeq;
+      replay: for (;;) {
         const page = await this.store.readEvents(sessionKey, entry.lastSeq, REPLAY_PAGE);
-        for (const event of page) this.deliver(entry, event);
-        if (page.length < REPLAY_PAGE || entry.closed) break;
+        for (const event of page) {
+          if (!(await this.paced(entry, event))) break replay;
+        }
+        if (page.length < REPLAY_PAGE) break;
+      }
+      if (!entry.closed && entry.lastSeq < bounds.lastSeq) this.skipTo(entry, bounds.lastSeq);
+      // What was published meanwhile, paced too; it keeps growing until caught up (or MAX_HELD drops the subscriber).
+      held: while (entry.held.length > 0) {
+        for (const event of entry.held.splice(0)) {
+          if (!(await this.paced(entry, event))) break held;
+        }
       }
       entry.live = true;
-      for (const event of entry.held.splice(0)) this.deliver(entry, event);
     } catch (error) {
       this.unsubscribe(entry);
       throw error;
     }
     return subscription;
+  }
+
+  /** Delivers one replayed event once the subscriber can take it; false when it is gone. */
+  private async paced(entry: Registered, event: StoredEvent): Promise<boolean> {
+    if (entry.closed) return false;
+    const wait = entry.subscriber.whenWritable?.();
+    if (wait) await wait;
+    this.deliver(entry, event);
+    return !entry.closed;
+  }
+
+  /** The session was deleted: its subscribers are told (onEnd) and let go. */
+  closeSession(sessionKey: string): void {
+    for (const entry of [...(this.subscribers.get(sessionKey) ?? [])]) {
+      this.unsubscribe(entry);
+      entry.subscriber.onEnd();
+    }
   }
 
   subscriberCount(sessionKey: string): number {
@@ -111,9 +149,22 @@ export class EventLog {
 
   private deliver(entry: Registered, event: StoredEvent): void {
     if (entry.closed || event.seq <= entry.lastSeq) return;
+    if (event.seq > entry.lastSeq + 1) this.skipTo(entry, event.seq - 1);
+    if (entry.closed) return;
     entry.lastSeq = event.seq;
+    this.call(entry, () => entry.subscriber.onEvent(event));
+  }
+
+  /** Seqs up to `seq` are gone from the log: the subscriber hears which, then goes on after them. */
+  private skipTo(entry: Registered, seq: number): void {
+    const from = entry.lastSeq + 1;
+    entry.lastSeq = seq;
+    this.call(entry, () => entry.subscriber.onGap(from, seq));
+  }
+
+  private call(entry: Registered, fn: () => void): void {
     try {
-      entry.subscriber.onEvent(event);
+      fn();
     } catch {
       // A transport that fails to take an event is as good as gone.
       this.unsubscribe(entry);
@@ -139,15 +190,30 @@ export class EventLog {
       const batch = this.pending;
       this.pending = [];
       try {
-        const stored = await this.store.appendEvents(batch.map((p) => p.event), Date.now());
-        stored.forEach((event, i) => {
-          this.publish(event);
-          batch[i]!.resolve(event);
-        });
+        this.stored(batch, await this.store.appendEvents(batch.map((p) => p.event), Date.now()));
       } catch (error) {
-        for (const p of batch) p.reject(error as Error);
+        // One session's failure (e.g. deleted meanwhile) must not lose other sessions' events of the same batch.
+        const bySession = Map.groupBy(batch, (p) => p.event.sessionKey);
+        if (bySession.size === 1) {
+          for (const p of batch) p.reject(error as Error);
+          continue;
+        }
+        for (const group of bySession.values()) {
+          try {
+            this.stored(group, await this.store.appendEvents(group.map((p) => p.event), Date.now()));
+          } catch (groupError) {
+            for (const p of group) p.reject(groupError as Error);
+          }
+        }
       }
     }
     this.flushing = null;
+  }
+
+  private stored(batch: Pending[], events: StoredEvent[]): void {
+    events.forEach((event, i) => {
+      this.publish(event);
+      batch[i]!.resolve(event);
+    });
   }
 }

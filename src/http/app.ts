@@ -77,6 +77,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ method: request.method, url: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    // A refused WebSocket upgrade (e.g. 401 here, before @fastify/websocket's own hooks ran) must not keep its socket open.
+    if (request.headers.upgrade !== undefined && !request.raw.socket.destroyed) request.raw.socket.destroy();
   });
 
   await app.register(rateLimit, {
@@ -90,7 +92,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
       return Object.assign(error, { statusCode: 429 });
     },
   });
-  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  // Our own preClose (routes/stream.ts) ends streams with 1001 "going away"; the plugin's would cut them first.
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 }, preClose: (done) => done() });
 
   app.get('/health', async (_request, reply) => {
     const report = await deps.health();

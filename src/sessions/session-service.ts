@@ -42,6 +42,7 @@ export class SessionService {
   private readonly deps: SessionServiceDeps;
   /** Per public id (tenant, session id): a reset or delete never interleaves with a submit. */
   private readonly locks = new KeyedLock();
+  private readonly createdListeners = new Set<(session: Session) => void>();
   private sweeping: Promise<string[]> | null = null;
   /** Set by the task service: ends the session's queued tasks and stops its running one. */
   stopTasks: (sessionKey: string) => Promise<void> = async () => undefined;
@@ -81,12 +82,27 @@ export class SessionService {
     try {
       const { session, created } = await this.deps.store.createSession(candidate, { maxSessions: this.deps.maxSessions });
       if (!created) await this.deps.dirs.remove(candidate.key);
-      else this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId, agent: template.name }, 'session created');
+      else {
+        this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId, agent: template.name }, 'session created');
+        for (const listener of this.createdListeners) listener(session);
+      }
       return session;
     } catch (error) {
       await this.deps.dirs.remove(candidate.key);
       throw error;
     }
+  }
+
+  /** Calls `listener` with every session created from now on (streams opened before their session's first task). */
+  onCreated(listener: (session: Session) => void): () => void {
+    this.createdListeners.add(listener);
+    return () => this.createdListeners.delete(listener);
+  }
+
+  /** The session, or undefined when it does not exist (yet). */
+  async find(tenantId: string, sessionId: string): Promise<Session | undefined> {
+    assertSessionId(sessionId);
+    return this.deps.store.findSession(tenantId, sessionId);
   }
 
   async get(tenantId: string, sessionId: string): Promise<Session> {
@@ -139,6 +155,7 @@ export class SessionService {
     await this.teardown(session.key, 'delete');
     // Rows before folders: a crash in between leaves folders without a session, which start-up removes.
     await this.deps.store.deleteSession(session.key);
+    this.deps.events.closeSession(session.key);
     await this.deps.dirs.remove(session.key);
     this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId }, 'session deleted');
   }

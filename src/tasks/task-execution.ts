@@ -16,12 +16,13 @@ import type { NetworkMode, ResourceCounters, SandboxDriver, SandboxHandle } from
 import type { Store } from '../core/ports/store.ts';
 import { statusForFailure, type FinalTaskStatus } from '../core/task-status.ts';
 import type { EventLog } from '../events/event-log.ts';
-import type { Redactor } from '../secrets/redactor.ts';
+import { AgentEventRedactor, type Redactor } from '../secrets/redactor.ts';
 import type { EnvSealer } from '../secrets/sealer.ts';
 import type { TemplateCatalog } from '../templates/catalog.ts';
 import { buildSystemPrompt, shapeOutput } from '../templates/output.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
 import type { TaskCompletions } from './completions.ts';
+import type { QueueAnnouncements } from './queue-announcements.ts';
 
 export interface TaskExecutionDeps {
   store: Store;
@@ -34,6 +35,7 @@ export interface TaskExecutionDeps {
   sealer: EnvSealer;
   redactor: Redactor;
   completions: TaskCompletions;
+  announcements: QueueAnnouncements;
   runnerId: string;
   defaults: {
     model: string | undefined;
@@ -114,9 +116,12 @@ export class TaskExecution {
     let granted = false;
     let timer: NodeJS.Timeout | undefined;
     let watcher: NodeJS.Timeout | undefined;
+    /** Text and thinking deltas pass through it: a secret split across two deltas is still caught. */
+    let streamed: AgentEventRedactor | undefined;
 
     const session = await deps.store.getSessionByKey(task.sessionKey);
     const resumedBefore = (session?.turns ?? 0) > 0;
+    await deps.announcements.settled(task.id);
     await deps.events.append(task.sessionKey, task.id, 'task_start', { taskId: task.id, sessionId: task.sessionId, resumed: resumedBefore });
 
     const checkAborted = (): void => {
@@ -139,12 +144,13 @@ export class TaskExecution {
       checkAborted();
       countersBefore = await deps.sandbox.resourceCounters(handle);
       watcher = this.watchResources(handle, countersBefore, controller);
-      await deps.gateway.openTask({
+      const access = await deps.gateway.openTask({
         taskId: task.id, sessionKey: session.key, network, budgetUsd,
         onModelCall: (call) => {
-          void deps.events.append(task.sessionKey, task.id, 'usage', {
+          // Not awaited: a failed store must not become an unhandled rejection (which ends the process).
+          deps.events.append(task.sessionKey, task.id, 'usage', {
             model: call.model, inputTokens: call.usage.inputTokens, outputTokens: call.usage.outputTokens, costUsd: call.costUsd,
-          });
+          }).catch((error: unknown) => deps.logger.error({ err: error, taskId: task.id }, 'could not store an event'));
         },
         onBudgetExceeded: (spent) => {
           controller.abort(new RunnerError('BUDGET_EXCEEDED', `The task spent $${spent.toFixed(4)} of its $${budgetUsd} budget.`));
@@ -156,6 +162,7 @@ export class TaskExecution {
       timer = setTimeout(() => controller.abort(new RunnerError('TASK_TIMEOUT', `The task ran past its limit of ${timeoutMs} ms.`)), timeoutMs);
       const env = deps.sealer.unseal(task.sealedEnv);
       deps.redactor.add(...Object.values(env));
+      streamed = new AgentEventRedactor(deps.redactor, [...Object.values(env), access.token]);
       const schema = task.options.outputSchema ?? template.outputSchema;
       result = await deps.runtime.run({
         taskId: task.id,
@@ -175,7 +182,7 @@ export class TaskExecution {
         onEvent: (event) => {
           if (event.type === 'tool_start' && !tools.includes(event.data.tool)) tools.push(event.data.tool);
           if (event.type === 'init') agentSessionId = event.data.agentSessionId;
-          void this.appendAgentEvent(task, event);
+          for (const safe of streamed!.events(event)) void this.appendAgentEvent(task, safe);
         },
       });
       agentSessionId = result.agentSessionId;
@@ -186,6 +193,7 @@ export class TaskExecution {
     } finally {
       clearTimeout(timer);
       clearInterval(watcher);
+      for (const safe of streamed?.flush() ?? []) void this.appendAgentEvent(task, safe);
     }
     if (granted) meter = await deps.gateway.closeTask(task.id);
     // A tool killed for memory or processes may not fail the agent; it still fails the task, clearly.
@@ -196,6 +204,12 @@ export class TaskExecution {
     const status: FinalTaskStatus = failure ? statusForFailure(failure.code) : 'succeeded';
     const error: ErrorBody | null = failure ? deps.redactor.redactDeep(failure.toBody()) : null;
     const resumed = result ? result.resumed && !result.resumeLost : resumedBefore;
+    // The session first: once the task ends, the session's next task may be claimed at once, and it
+    // must find the conversation id (a new agent process resumes it) and the activity time (the idle
+    // sweep) of this one. The money was spent and the transcript moved on even if the task was ended elsewhere.
+    await deps.store.recordSessionActivity(task.sessionKey, {
+      costUsd: meter.costUsd, turn: meter.modelCalls > 0, agentSessionId: agentSessionId ?? undefined, at: finishedAt,
+    });
     const ended = await deps.store.finishTask(task.id, deps.runnerId, {
       status, finishedAt, costUsd: meter.costUsd, durationMs: finishedAt - startedAt, tools,
       output: failure ? null : deps.redactor.redactDeep(output), error, resumed, usage: meter.usage,
@@ -204,9 +218,6 @@ export class TaskExecution {
       deps.logger.warn({ taskId: task.id }, 'task was ended elsewhere while it ran here; its outcome is dropped');
       return;
     }
-    await deps.store.recordSessionActivity(task.sessionKey, {
-      costUsd: meter.costUsd, turn: meter.modelCalls > 0, agentSessionId: agentSessionId ?? undefined, at: finishedAt,
-    });
     if (failure) {
       if (status === 'aborted') await deps.events.append(task.sessionKey, task.id, 'abort', { taskId: task.id });
       await deps.events.append(task.sessionKey, task.id, 'task_error', {

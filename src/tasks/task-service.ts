@@ -15,6 +15,7 @@ import type { Redactor } from '../secrets/redactor.ts';
 import type { SessionService } from '../sessions/session-service.ts';
 import { checkUserSchema } from '../templates/output.ts';
 import type { TaskCompletions } from './completions.ts';
+import type { QueueAnnouncements } from './queue-announcements.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { TaskExecution } from './task-execution.ts';
 
@@ -36,6 +37,7 @@ export interface TaskServiceDeps {
   scheduler: Scheduler;
   execution: TaskExecution;
   completions: TaskCompletions;
+  announcements: QueueAnnouncements;
   sealer: EnvSealer;
   redactor: Redactor;
   maxQueuedPerSession: number;
@@ -95,13 +97,18 @@ export class TaskService {
       resumed: null,
       usage: null,
     };
-    const result = await deps.store.enqueueTask(task, { maxQueued: deps.maxQueuedPerSession });
-    if (result.created) {
-      const position = await deps.store.queuePosition(result.task);
-      await deps.events.append(session.key, task.id, 'task_queued', { taskId: task.id, sessionId: session.id, position });
-      deps.scheduler.poke();
+    const announced = deps.announcements.begin(task.id);
+    try {
+      const result = await deps.store.enqueueTask(task, { maxQueued: deps.maxQueuedPerSession });
+      if (result.created) {
+        const position = await deps.store.queuePosition(result.task);
+        await deps.events.append(session.key, task.id, 'task_queued', { taskId: task.id, sessionId: session.id, position });
+        deps.scheduler.poke();
+      }
+      return result;
+    } finally {
+      announced();
     }
-    return result;
   }
 
   /** Resolves with the task once it has ended; rejects with SHUTTING_DOWN when the server stops first. */

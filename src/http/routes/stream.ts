@@ -1,31 +1,106 @@
 /**
  * Live events over WebSocket (the seed's WS /stream/:sessionId) and SSE
- * (GET /session/:id/events, GET /tasks/:taskId/events). Every frame carries
- * its sequence number; a client resumes with ?after=<seq> (WS) or
- * Last-Event-ID (SSE). Without either, a session stream starts at the
- * oldest unfinished task (a client that connects after POST /task sees the
- * whole task), or live when nothing is in flight (the seed's behaviour).
+ * (GET /session/:id/events, GET /tasks/:taskId/events). Every event frame
+ * carries its sequence number; a client resumes with ?after=<seq> (WS) or
+ * Last-Event-ID (SSE, or ?after=). Without either, a session stream starts at
+ * the oldest unfinished task (a client that connects after POST /task sees
+ * the whole task), or live when nothing is in flight (the seed's behaviour);
+ * a task stream starts at the task's first event and ends after its last.
+ * A session stream may be opened before the session exists (the seed's
+ * "connect before POST /task"): it waits for the session, then sends all of it.
+ * docs/events.md describes every frame.
  *
- * A reader that falls more than STREAM_BUFFER_BYTES behind is cut off at
- * once (its buffer freed); the task and other readers never wait for it.
+ * Backpressure: a reader that stays more than STREAM_BUFFER_BYTES behind
+ * for a second, or falls 4 × STREAM_BUFFER_BYTES behind, is cut off (its
+ * buffer freed); the task and other readers never wait for it, and it
+ * resumes from its last seq. A stream's userland buffer never passes
+ * 4 × STREAM_BUFFER_BYTES plus one frame. A replay is paced by the reader
+ * instead (it waits for the socket to drain), so resuming a long backlog
+ * works on a slow link.
  */
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { StoredEvent } from '../../core/events.ts';
 import { RunnerError } from '../../core/errors.ts';
 import type { Session, Task } from '../../core/model.ts';
 import { isFinal } from '../../core/task-status.ts';
-import type { Subscription } from '../../events/event-log.ts';
 import { eventFrame } from '../views.ts';
 import type { HttpDeps } from '../app.ts';
 
 const HEARTBEAT_MS = 15_000;
+/** A task that ended but whose last event is not (or no longer) in the log: how long to wait for it before ending its stream. */
+const FINAL_EVENT_GRACE_MS = 1_000;
+/** A stream whose buffer passes this many times STREAM_BUFFER_BYTES is cut at once... */
+const HARD_LIMIT_FACTOR = 4;
+/** ...and one that stays over STREAM_BUFFER_BYTES this long. */
+const STALL_MS = 1_000;
+/** On shutdown, how long a WebSocket gets to answer the close frame before it is cut (a stalled one never does). */
+const CLOSE_GRACE_MS = 250;
+
+/** One frame: WS sends `data` as the message; SSE adds the `id:` and `event:` lines. */
+interface OutFrame {
+  id?: number;
+  event: string;
+  data: string;
+}
+
+/** What a stream writes to: a WebSocket or an SSE response. */
+interface Transport {
+  write(frame: OutFrame): void;
+  ping(): void;
+  /** Bytes written but not yet taken by the kernel. */
+  buffered(): number;
+  /** Resolves once the buffer is empty or the connection is gone. */
+  drained(): Promise<void>;
+  /** A clean end (SSE end of stream, WS close frame). */
+  end(): void;
+  /** Cuts the connection at once, dropping what is buffered. */
+  cut(): void;
+  /** The server shuts down. */
+  shutdown(): void;
+}
+
+interface Stream {
+  write(frame: OutFrame): void;
+  /** Subscribes after `after`; `filter` returns false for events this stream does not send. */
+  subscribe(sessionKey: string, after: number, filter?: (event: StoredEvent) => boolean): Promise<void>;
+  end(): void;
+  cut(): void;
+  /** The connection went away. */
+  closed(): void;
+  fail(error: unknown): void;
+  readonly open: boolean;
+  /** Aborts when the stream ends, whoever ends it. */
+  readonly signal: AbortSignal;
+}
+
+const openStreams = new WeakMap<FastifyInstance, Set<Transport>>();
+
+/** Bytes each open stream holds in userland (see Backpressure above). For tests and metrics. */
+export function streamBufferedBytes(app: FastifyInstance): number[] {
+  return [...(openStreams.get(app) ?? [])].map((t) => t.buffered());
+}
+
+/** Serialized once per event, however many subscribers it goes to. */
+const frameJson = new WeakMap<StoredEvent, string>();
+function eventJson(event: StoredEvent): string {
+  let json = frameJson.get(event);
+  if (json === undefined) frameJson.set(event, (json = JSON.stringify(eventFrame(event))));
+  return json;
+}
 
 function parseSeq(value: unknown): number | undefined {
   if (value === undefined || value === '') return undefined;
   const text = String(value);
-  if (!/^\d{1,15}$/.test(text)) throw new RunnerError('INVALID_REQUEST', 'after / Last-Event-ID must be a sequence number.');
+  if (!/^\d{1,15}$/.test(text)) throw new RunnerError('INVALID_REQUEST', 'after / Last-Event-ID must be a sequence number (0 or more).');
   return Number(text);
+}
+
+/** ?after=, or for SSE the Last-Event-ID header an EventSource sends when it reconnects. */
+function requestedSeq(request: FastifyRequest, header: boolean): number | undefined {
+  const fromHeader = header ? request.headers['last-event-id'] : undefined;
+  return parseSeq(fromHeader ?? (request.query as { after?: string }).after);
 }
 
 /** Where a session stream starts when the client does not say. */
@@ -38,17 +113,188 @@ async function defaultStart(deps: HttpDeps, session: Session): Promise<number> {
   return (await deps.store.eventBounds(session.key)).lastSeq;
 }
 
-function ends(task: Task, event: StoredEvent): boolean {
+/**
+ * Where a task stream starts: just before its task_queued. When that fell
+ * out of the log (retention), from the start of the log, so the client is
+ * told about the gap instead of silently getting half a task.
+ */
+async function taskStart(deps: HttpDeps, task: Task): Promise<number> {
+  const first = await deps.store.taskFirstEventSeq(task.sessionKey, task.id);
+  if (first === null) return task.status === 'queued' ? (await deps.store.eventBounds(task.sessionKey)).lastSeq : 0;
+  const [event] = await deps.store.readEvents(task.sessionKey, first - 1, 1);
+  return event?.type === 'task_queued' ? first - 1 : 0;
+}
+
+function endsTask(task: Task, event: StoredEvent): boolean {
   return event.taskId === task.id && (event.type === 'task_complete' || event.type === 'task_error');
 }
 
-export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  const bound = deps.streamBufferBytes;
+function errorBody(error: unknown) {
+  return error instanceof RunnerError ? error.toBody() : { code: 'INTERNAL', message: 'Internal error.' };
+}
 
-  const sessionOf = async (request: FastifyRequest): Promise<Session> => {
+export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const limit = deps.streamBufferBytes;
+  /** A stream that buffers more than this is cut at once. */
+  const hardLimit = HARD_LIMIT_FACTOR * limit;
+  const registry = new Set<Transport>();
+  openStreams.set(app, registry);
+  // Streams never end by themselves: without this, closing the server would wait for every client (30 s for a stalled WebSocket).
+  app.addHook('preClose', (done) => {
+    for (const transport of registry) transport.shutdown();
+    done();
+  });
+
+  /** The session a stream is for; undefined when it does not exist yet (the stream then waits for it). */
+  const sessionOf = async (request: FastifyRequest): Promise<Session | undefined> => {
     const { sessionId } = request.params as { sessionId: string };
     if (request.caller.sessionId !== undefined && request.caller.sessionId !== sessionId) throw new RunnerError('SESSION_NOT_FOUND');
-    return deps.sessions.get(request.caller.tenantId, sessionId);
+    return deps.sessions.find(request.caller.tenantId, sessionId);
+  };
+
+  /** Resolves with the session once it is created, or undefined if the stream ends first. */
+  const created = (tenantId: string, sessionId: string, signal: AbortSignal): Promise<Session | undefined> =>
+    new Promise((resolve) => {
+      const done = (session: Session | undefined): void => {
+        stopListening();
+        signal.removeEventListener('abort', onAbort);
+        resolve(session);
+      };
+      const onAbort = (): void => done(undefined);
+      const stopListening = deps.sessions.onCreated((session) => {
+        if (session.tenantId === tenantId && session.id === sessionId) done(session);
+      });
+      signal.addEventListener('abort', onAbort, { once: true });
+      // Created between the first look and the listener.
+      void deps.sessions.find(tenantId, sessionId).then((session) => session && done(session), () => undefined);
+    });
+
+  /** A session stream: `connected`, then events (all of them, for a session created after the stream opened). */
+  const follow = async (stream: Stream, request: FastifyRequest, found: Session | undefined, requested: number | undefined): Promise<void> => {
+    if (found) {
+      const start = await connected(found, requested);
+      stream.write(start.frame);
+      await stream.subscribe(found.key, start.after);
+      return;
+    }
+    const { sessionId } = request.params as { sessionId: string };
+    stream.write({ event: 'connected', data: JSON.stringify({ type: 'connected', sessionId, busy: false, turns: 0, lastSeq: 0, after: 0 }) });
+    const session = await created(request.caller.tenantId, sessionId, stream.signal);
+    if (session && stream.open) await stream.subscribe(session.key, 0);
+  };
+
+  /** The `connected` frame: the seed's {busy, turns}, plus where the stream starts (after) and where the log ends (lastSeq). */
+  const connected = async (session: Session, requested: number | undefined): Promise<{ after: number; frame: OutFrame }> => {
+    const summary = await deps.store.summarizeSession(session.key);
+    const { lastSeq } = await deps.store.eventBounds(session.key);
+    // An after past the end (a session deleted and created again, a confused client) means "from now".
+    const after = Math.min(requested ?? await defaultStart(deps, session), lastSeq);
+    const data = { type: 'connected', sessionId: session.id, busy: (summary?.running ?? 0) > 0, turns: session.turns, lastSeq, after };
+    return { after, frame: { event: 'connected', data: JSON.stringify(data) } };
+  };
+
+  /** Subscription, backpressure, heartbeat and bookkeeping, the same for both transports. */
+  const pump = (transport: Transport, request: FastifyRequest): Stream => {
+    let open = true;
+    const subscription = new AbortController();
+    const stop = (): boolean => {
+      if (!open) return false;
+      open = false;
+      subscription.abort();
+      clearInterval(heartbeat);
+      registry.delete(transport);
+      return true;
+    };
+    // When the buffer first went over the bound, if it still is. A busy server (one stored batch is
+    // published at once) can leave a reader that keeps up over it for a moment; one that stays over is not reading.
+    let overSince = 0;
+    const stream: Stream = {
+      get open() { return open; },
+      signal: subscription.signal,
+      write(frame) {
+        if (!open) return;
+        const buffered = transport.buffered();
+        if (buffered <= limit) overSince = 0;
+        else overSince ||= Date.now();
+        if (buffered > hardLimit || (overSince > 0 && Date.now() - overSince >= STALL_MS)) {
+          request.log.info({ buffered, limit, overMs: overSince ? Date.now() - overSince : 0 }, 'stream reader too slow: cut off');
+          stream.cut();
+          return;
+        }
+        transport.write(frame);
+      },
+      async subscribe(sessionKey, after, filter) {
+        await deps.events.subscribe(sessionKey, after, {
+          onEvent: (event) => {
+            if (!filter || filter(event)) stream.write({ id: event.seq, event: event.type, data: eventJson(event) });
+          },
+          // Carries id: toSeq, so an EventSource that reconnects resumes after the gap.
+          onGap: (fromSeq, toSeq) => stream.write({ id: toSeq, event: 'gap', data: JSON.stringify({ type: 'gap', fromSeq, toSeq }) }),
+          onOverflow: () => stream.cut(),
+          onEnd: () => stream.end(),
+          whenWritable: () => (open && transport.buffered() > limit / 2 ? transport.drained() : undefined),
+        }, subscription.signal);
+      },
+      end() {
+        if (stop()) transport.end();
+      },
+      cut() {
+        if (stop()) transport.cut();
+      },
+      closed() {
+        stop();
+      },
+      fail(error) {
+        request.log.error({ err: error }, 'stream failed');
+        stream.write({ event: 'error', data: JSON.stringify({ type: 'error', error: errorBody(error) }) });
+        stream.end();
+      },
+    };
+    const heartbeat = setInterval(() => {
+      if (transport.buffered() > limit) stream.cut();
+      else transport.ping();
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
+    registry.add(transport);
+    return stream;
+  };
+
+  const sse = (reply: FastifyReply, request: FastifyRequest): Stream => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write('retry: 2000\n\n');
+    // Frames of one burst go out as one chunk: one write (and one chunked-encoding frame) instead of one per event.
+    let pending = '';
+    const flush = (): void => {
+      if (pending === '') return;
+      const text = pending;
+      pending = '';
+      if (!res.destroyed) res.write(text);
+    };
+    const transport: Transport = {
+      write: ({ id, event, data }) => {
+        if (pending === '') queueMicrotask(flush);
+        pending += `${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${data}\n\n`;
+      },
+      ping: () => { res.write(': ping\n\n'); },
+      buffered: () => res.writableLength + pending.length,
+      drained: () => drainedOf(res),
+      end: () => {
+        flush();
+        res.end();
+      },
+      cut: () => { res.destroy(); },
+      shutdown: () => stream.end(),
+    };
+    const stream = pump(transport, request);
+    res.on('close', () => stream.closed());
+    return stream;
   };
 
   app.get('/stream/:sessionId', {
@@ -56,117 +302,83 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
     // Checked before the upgrade, so a bad request gets an HTTP error, not an open socket.
     preValidation: async (request) => {
       request.streamSession = await sessionOf(request);
-      parseSeq((request.query as { after?: string }).after);
+      requestedSeq(request, false);
     },
-  }, async (socket: WebSocket, request) => {
-    const session = request.streamSession!;
-    const after = parseSeq((request.query as { after?: string }).after) ?? await defaultStart(deps, session);
-    const summary = await deps.store.summarizeSession(session.key);
-    const bounds = await deps.store.eventBounds(session.key);
-    let subscription: Subscription | undefined;
-    let open = true;
-    const cut = (): void => {
-      if (!open) return;
-      open = false;
-      subscription?.close();
-      socket.terminate();
+  }, (socket: WebSocket, request) => {
+    const raw = request.raw.socket as Socket;
+    const transport: Transport = {
+      write: (frame) => socket.send(frame.data),
+      ping: () => socket.ping(),
+      buffered: () => socket.bufferedAmount,
+      drained: () => drainedOf(raw),
+      end: () => socket.close(1000),
+      cut: () => socket.terminate(),
+      shutdown: () => {
+        socket.close(1001, 'server shutting down');
+        setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
+      },
     };
-    const send = (frame: Record<string, unknown>): void => {
-      if (!open) return;
-      socket.send(JSON.stringify(frame));
-      if (socket.bufferedAmount > bound) cut();
-    };
-    socket.on('close', () => { open = false; subscription?.close(); });
-    socket.on('error', () => cut());
-    const ping = setInterval(() => socket.ping(), HEARTBEAT_MS);
-    socket.on('close', () => clearInterval(ping));
-    send({ type: 'connected', sessionId: session.id, busy: (summary?.running ?? 0) > 0, turns: session.turns, lastSeq: bounds.lastSeq, after });
-    subscription = await deps.events.subscribe(session.key, after, {
-      onEvent: (event) => send(eventFrame(event)),
-      onGap: (fromSeq, toSeq) => send({ type: 'gap', fromSeq, toSeq }),
-      onOverflow: cut,
+    const stream = pump(transport, request);
+    // Before any await: a client that leaves at once must not leave a subscription behind.
+    socket.on('close', () => stream.closed());
+    socket.on('error', () => stream.cut());
+    void follow(stream, request, request.streamSession, requestedSeq(request, false)).catch((error: unknown) => {
+      request.log.error({ err: error }, 'stream failed');
+      if (stream.open) socket.close(1011, 'internal error');
     });
-    if (!open) subscription.close();
   });
 
   app.get('/session/:sessionId/events', async (request, reply) => {
     const session = await sessionOf(request);
-    const after = parseSeq(request.headers['last-event-id'] ?? (request.query as { after?: string }).after)
-      ?? await defaultStart(deps, session);
-    await sse(reply, bound, async (write, end) => {
-      write({ event: 'connected', data: { sessionId: session.id, turns: session.turns, after } });
-      return deps.events.subscribe(session.key, after, {
-        onEvent: (event) => write({ id: event.seq, event: event.type, data: eventFrame(event) }),
-        onGap: (fromSeq, toSeq) => write({ event: 'gap', data: { type: 'gap', fromSeq, toSeq } }),
-        onOverflow: end,
-      });
-    });
+    const requested = requestedSeq(request, true);
+    const stream = sse(reply, request);
+    try {
+      await follow(stream, request, session, requested);
+    } catch (error) {
+      stream.fail(error);
+    }
   });
 
   app.get('/tasks/:taskId/events', async (request, reply) => {
     const { taskId } = request.params as { taskId: string };
     const task = await deps.tasks.get(request.caller.tenantId, taskId);
-    const given = parseSeq(request.headers['last-event-id'] ?? (request.query as { after?: string }).after);
-    const first = await deps.store.taskFirstEventSeq(task.sessionKey, task.id);
-    const after = given ?? (first === null ? (await deps.store.eventBounds(task.sessionKey)).lastSeq : first - 1);
-    await sse(reply, bound, async (write, end) => {
-      write({ event: 'connected', data: { taskId: task.id, sessionId: task.sessionId, status: task.status, after } });
-      const subscription = await deps.events.subscribe(task.sessionKey, after, {
-        onEvent: (event) => {
-          if (event.taskId !== task.id) return;
-          write({ id: event.seq, event: event.type, data: eventFrame(event) });
-          if (ends(task, event)) end(true);
-        },
-        onGap: (fromSeq, toSeq) => write({ event: 'gap', data: { type: 'gap', fromSeq, toSeq } }),
-        onOverflow: end,
+    if (request.caller.sessionId !== undefined && request.caller.sessionId !== task.sessionId) throw new RunnerError('TASK_NOT_FOUND');
+    const requested = requestedSeq(request, true);
+    const stream = sse(reply, request);
+    let ended = false;
+    try {
+      const after = requested ?? await taskStart(deps, task);
+      stream.write({ event: 'connected', data: JSON.stringify({ type: 'connected', taskId: task.id, sessionId: task.sessionId, status: task.status, after }) });
+      await stream.subscribe(task.sessionKey, after, (event) => {
+        if (event.taskId !== task.id || ended) return false;
+        if (endsTask(task, event)) {
+          ended = true;
+          // Right after this event is written.
+          queueMicrotask(() => stream.end());
+        }
+        return true;
       });
-      // Ended before its last event could be stored (e.g. trimmed): say so instead of hanging.
+      // Ended, but its last event is not (or no longer) in the log: end the stream instead of hanging.
       const current = await deps.store.getTask(task.id);
-      if (current && isFinal(current.status) && first === null) end(true);
-      return subscription;
-    });
+      if (!ended && current && isFinal(current.status)) {
+        await new Promise((resolve) => setTimeout(resolve, FINAL_EVENT_GRACE_MS));
+        stream.end();
+      }
+    } catch (error) {
+      stream.fail(error);
+    }
   });
 }
 
-type SseWrite = (frame: { id?: number; event: string; data: unknown }) => void;
-
-/** Takes over the response for an SSE stream; `start` subscribes and returns the subscription. */
-async function sse(
-  reply: FastifyReply,
-  bound: number,
-  start: (write: SseWrite, end: (graceful?: boolean) => void) => Promise<Subscription>,
-): Promise<void> {
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache, no-transform',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
+function drainedOf(emitter: { writableLength: number; destroyed: boolean; once(event: string, fn: () => void): unknown; off(event: string, fn: () => void): unknown }): Promise<void> {
+  if (emitter.writableLength === 0 || emitter.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      emitter.off('drain', done);
+      emitter.off('close', done);
+      resolve();
+    };
+    emitter.once('drain', done);
+    emitter.once('close', done);
   });
-  res.write('retry: 2000\n\n');
-  let subscription: Subscription | undefined;
-  let open = true;
-  const end = (graceful = false): void => {
-    if (!open) return;
-    open = false;
-    subscription?.close();
-    clearInterval(heartbeat);
-    if (graceful) res.end();
-    else res.destroy();
-  };
-  const write: SseWrite = ({ id, event, data }) => {
-    if (!open) return;
-    res.write(`${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    if (res.writableLength > bound) end();
-  };
-  const heartbeat = setInterval(() => open && res.write(': ping\n\n'), HEARTBEAT_MS);
-  res.on('close', () => end());
-  try {
-    subscription = await start(write, end);
-    if (!open) subscription.close();
-  } catch (error) {
-    write({ event: 'error', data: { error: error instanceof RunnerError ? error.toBody() : { code: 'INTERNAL', message: 'Internal error.' } } });
-    end(true);
-  }
 }
