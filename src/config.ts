@@ -16,14 +16,16 @@ const optionalText = z.preprocess((v) => (v === '' ? undefined : v), z.string().
 const bool = (fallback: boolean) =>
   z.preprocess((v) => (v === undefined || v === '' ? fallback : /^(1|true|yes|on)$/i.test(String(v))), z.boolean());
 
-/** "512m", "2g", "1048576" → bytes. */
+const SIZE = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i;
+
+/** "512m", "2g", "1048576" → bytes (checked against SIZE first). */
 function parseBytes(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim());
-  if (!match) throw new Error(`not a size: ${text}`);
+  const match = SIZE.exec(text.trim())!;
   const unit = { '': 1, k: 1024, m: MiB, g: 1024 * MiB }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
   return Math.round(Number(match[1]) * unit);
 }
-const bytes = (fallback: string) => z.string().default(fallback).transform(parseBytes);
+const bytes = (fallback: string) =>
+  z.string().default(fallback).refine((v) => SIZE.test(v.trim()), 'expected a size such as 512m, 2g or 1048576').transform(parseBytes);
 
 const schema = z.object({
   PORT: int(3456),
@@ -71,6 +73,9 @@ const schema = z.object({
   RUNNER_ID: optionalText,
   CLAUDE_EXECUTABLE: optionalText,
 });
+
+/** Every variable the runner reads (README "Configuration" documents each; a test checks it). */
+export const configVariables: readonly string[] = Object.keys(schema.shape);
 
 export interface Config {
   port: number;
