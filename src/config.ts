@@ -153,12 +153,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parsed.data;
   const apiKeys = parseApiKeys(e.API_KEYS);
   const warnings: string[] = [];
+  // Short keys can be guessed, and keys under 6 characters are not redacted from logs.
+  for (const { tenantId, key } of apiKeys) if (key.length < 16) warnings.push(`An API key of tenant "${tenantId}" has only ${key.length} characters: use 16 or more random ones.`);
   let host = e.HOST ?? (apiKeys.length > 0 ? '0.0.0.0' : '127.0.0.1');
   if (apiKeys.length === 0 && !LOOPBACK.has(host) && !e.ALLOW_UNAUTHENTICATED_REMOTE) {
     warnings.push(`No API_KEYS are configured: listening on 127.0.0.1 instead of ${host}. Set API_KEYS to accept remote callers.`);
     host = '127.0.0.1';
   } else if (apiKeys.length === 0) {
-    warnings.push('No API_KEYS are configured: the API accepts every caller.');
+    warnings.push(LOOPBACK.has(host)
+      ? `No API_KEYS are configured: listening on ${host} only, where every local caller is accepted. Set API_KEYS to accept remote callers.`
+      : `No API_KEYS are configured and ALLOW_UNAUTHENTICATED_REMOTE is set: ${host} accepts every caller.`);
   }
   return {
     port: e.PORT,

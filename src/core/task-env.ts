@@ -16,8 +16,13 @@ const RESERVED_NAMES = new Set([
   'GCONV_PATH', 'HOSTALIASES', 'LOCALDOMAIN', 'RES_OPTIONS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'CURL_CA_BUNDLE',
   'PYTHONPATH', 'PYTHONSTARTUP', 'PYTHONHOME', 'PERL5LIB', 'PERL5OPT', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS',
   'HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY', 'FTP_PROXY', 'IS_SANDBOX', 'DEBUG',
+  // Programs that tools start on their own (git, ssh, pagers, editors), and TLS checks of the runtime.
+  'GIT_SSH', 'GIT_SSH_COMMAND', 'GIT_ASKPASS', 'SSH_ASKPASS', 'GIT_EXEC_PATH', 'GIT_PROXY_COMMAND', 'GIT_PAGER', 'GIT_EDITOR',
+  'PAGER', 'MANPAGER', 'EDITOR', 'VISUAL', 'TMP', 'TEMP', 'NODE_TLS_REJECT_UNAUTHORIZED',
+  // Set by the runner for the agent process.
+  'DISABLE_AUTOUPDATER', 'DISABLE_TELEMETRY', 'DISABLE_ERROR_REPORTING',
 ]);
-const RESERVED_PREFIXES = ['LD_', 'DYLD_', 'ANTHROPIC_', 'CLAUDE_', 'BUN_', 'GIT_CONFIG', 'BASH_FUNC_', 'LC_', 'MALLOC_'];
+const RESERVED_PREFIXES = ['LD_', 'DYLD_', 'ANTHROPIC_', 'CLAUDE_', 'BUN_', 'GIT_CONFIG', 'BASH_FUNC_', 'LC_', 'MALLOC_', 'XDG_', 'OTEL_', 'MCP_'];
 
 export function isReservedEnvName(name: string): boolean {
   const upper = name.toUpperCase();

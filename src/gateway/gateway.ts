@@ -62,6 +62,26 @@ function apiError(res: ServerResponse, status: number, type: string, message: st
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ type: 'error', error: { type, message } }));
 }
 
+const MESSAGES_PATH = '/v1/messages';
+const SERVED_PATHS = new Set([MESSAGES_PATH, '/v1/messages/count_tokens']);
+
+/**
+ * The path (and query) to send upstream, or null when the request is not a
+ * POST to the Messages API. Dot segments and their %2e spellings are resolved
+ * first, so "/v1/messages/../files" cannot pass for the Messages API.
+ */
+export function modelApiPath(req: { method?: string | undefined; url?: string | undefined }): string | null {
+  if (req.method !== 'POST') return null;
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '', 'http://gateway.invalid');
+  } catch {
+    return null;
+  }
+  if (url.host !== 'gateway.invalid' || !SERVED_PATHS.has(url.pathname)) return null;
+  return `${url.pathname}${url.search}`;
+}
+
 function presentedToken(req: IncomingMessage): string | undefined {
   const apiKey = req.headers['x-api-key'];
   if (typeof apiKey === 'string' && apiKey) return apiKey;
@@ -72,7 +92,7 @@ function presentedToken(req: IncomingMessage): string | undefined {
 export class SocketModelGateway implements ModelGateway {
   private readonly options: GatewayOptions;
   private readonly http = createServer({ keepAliveTimeout: 60_000 });
-  private readonly sessions = new Map<string, { server: NetServer; socketDir: string; lastTokenHash: string | null }>();
+  private readonly sessions = new Map<string, { server: NetServer; socketDir: string; lastTokenHash: string | null; sockets: Set<Socket> }>();
   private readonly socketSession = new WeakMap<Socket, string>();
   private readonly tasks = new Map<string, OpenTask>();
   private readonly byToken = new Map<string, OpenTask>();
@@ -109,11 +129,14 @@ export class SocketModelGateway implements ModelGateway {
     if (this.sessions.has(sessionKey)) return;
     const path = join(socketDir, 'gateway.sock');
     await rm(path, { force: true });
+    const sockets = new Set<Socket>();
     const server = createNetServer((socket) => {
       this.socketSession.set(socket, sessionKey);
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
       this.http.emit('connection', socket);
     });
-    this.sessions.set(sessionKey, { server, socketDir, lastTokenHash: null });
+    this.sessions.set(sessionKey, { server, socketDir, lastTokenHash: null, sockets });
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -131,7 +154,10 @@ export class SocketModelGateway implements ModelGateway {
     const entry = this.sessions.get(sessionKey);
     if (!entry) return;
     this.sessions.delete(sessionKey);
-    await new Promise<void>((resolve) => entry.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => entry.server.close(() => resolve()));
+    // Kept-alive connections of the sandbox would hold the close open for as long as they idle.
+    for (const socket of entry.sockets) socket.destroy();
+    await closed;
     await rm(join(entry.socketDir, 'gateway.sock'), { force: true });
   }
 
@@ -178,7 +204,9 @@ export class SocketModelGateway implements ModelGateway {
       void proxyHttp(this.egress, sessionKey, req, res);
       return;
     }
-    if (!(req.url ?? '').startsWith('/v1/')) return apiError(res, 404, 'not_found_error', 'not found');
+    // Only the Messages API: the real credential would open the whole account (files, batches, models) to the agent.
+    const path = modelApiPath(req);
+    if (!path) return apiError(res, 404, 'not_found_error', 'claude-runner gateway: only POST /v1/messages and /v1/messages/count_tokens are served');
     const token = presentedToken(req);
     const task = token ? this.byToken.get(hashToken(token)) : undefined;
     // A 401 makes Claude Code ask its key helper again: that is how a live agent picks up the next task's token.
@@ -186,10 +214,10 @@ export class SocketModelGateway implements ModelGateway {
     if (task.grant.budgetUsd !== undefined && task.costUsd >= task.grant.budgetUsd) {
       return apiError(res, 403, 'permission_error', 'the task budget is spent');
     }
-    this.forward(task, req, res);
+    this.forward(task, req, path, res);
   }
 
-  private forward(task: OpenTask, req: IncomingMessage, res: ServerResponse): void {
+  private forward(task: OpenTask, req: IncomingMessage, path: string, res: ServerResponse): void {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
@@ -208,14 +236,14 @@ export class SocketModelGateway implements ModelGateway {
       } catch {
         // the upstream will say what is wrong with it
       }
-      this.sendUpstream(task, req, body, requestModel, res);
+      this.sendUpstream(task, req, path, body, requestModel, res);
     });
   }
 
-  private sendUpstream(task: OpenTask, req: IncomingMessage, body: Buffer, requestModel: string, res: ServerResponse): void {
+  private sendUpstream(task: OpenTask, req: IncomingMessage, path: string, body: Buffer, requestModel: string, res: ServerResponse): void {
     const { upstream } = this.options;
     const base = new URL(upstream.baseUrl);
-    const target = new URL(base.pathname.replace(/\/$/, '') + (req.url ?? ''), base);
+    const target = new URL(base.pathname.replace(/\/$/, '') + path, base);
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(req.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
     headers['content-length'] = String(body.length);
@@ -227,7 +255,7 @@ export class SocketModelGateway implements ModelGateway {
       headers['anthropic-beta'] = [beta, 'oauth-2025-04-20'].flat().filter(Boolean).join(',');
     }
     const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const metered = target.pathname.endsWith('/v1/messages');
+    const metered = path.startsWith(`${MESSAGES_PATH}?`) || path === MESSAGES_PATH;
     const outgoing = send(target, { method: req.method, headers, agent: this.upstreamAgent }, (upstreamRes) => {
       const meter = new UsageMeter(upstreamRes.headers['content-type'], requestModel);
       const responseHeaders = { ...upstreamRes.headers };
@@ -239,7 +267,10 @@ export class SocketModelGateway implements ModelGateway {
         if (metered) meter.push(chunk);
         res.write(chunk);
       });
+      let finished = false;
       const finish = (): void => {
+        if (finished) return;
+        finished = true;
         task.inflight.delete(outgoing);
         if (!metered) return;
         meter.end();
@@ -250,6 +281,12 @@ export class SocketModelGateway implements ModelGateway {
         res.end();
       });
       upstreamRes.on('aborted', () => {
+        finish();
+        res.destroy();
+      });
+      // A stream cut by either side still costs what was seen of it.
+      upstreamRes.on('close', () => {
+        if (finished) return;
         finish();
         res.destroy();
       });

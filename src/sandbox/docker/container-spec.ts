@@ -12,6 +12,12 @@ export const SANDBOX_HOME = '/home/agent';
 export const SANDBOX_GATEWAY_DIR = '/run/claude-runner';
 export const SANDBOX_GATEWAY_SOCKET = `${SANDBOX_GATEWAY_DIR}/gateway.sock`;
 export const SANDBOX_CLAUDE_PATH = '/opt/claude/claude';
+/**
+ * The Docker network of `open` sandboxes. The runner's own servers refuse
+ * connections from its addresses (DockerSandboxDriver.isSandboxAddress):
+ * from there, the host's interfaces are one hop away.
+ */
+export const OPEN_NETWORK = 'bridge';
 /** The relay listens here (loopback of the sandbox) and forwards to SANDBOX_GATEWAY_SOCKET. */
 export const RELAY_PORT = 4100;
 
@@ -102,7 +108,7 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
     NanoCpus: config.limits.nanoCpus,
     PidsLimit: config.limits.pidsLimit,
     // none/allowlist: loopback only (the relay is the way out); open: the default bridge.
-    NetworkMode: open ? 'bridge' : 'none',
+    NetworkMode: open ? OPEN_NETWORK : 'none',
     ...(open ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
     ...(config.runtime ? { Runtime: config.runtime } : {}),
     RestartPolicy: { Name: 'no' },

@@ -32,6 +32,7 @@
  *    (host /sys/fs/cgroup when visible, else from inside; see below).
  */
 import { constants as fsConstants } from 'node:fs';
+import { BlockList, isIPv6 } from 'node:net';
 import { access, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Writable, type Duplex } from 'node:stream';
@@ -50,6 +51,7 @@ import {
   AGENT_GID,
   AGENT_UID,
   LABELS,
+  OPEN_NETWORK,
   RELAY_PORT,
   SANDBOX_WORKSPACE,
   buildContainerSpec,
@@ -134,6 +136,11 @@ export class DockerSandboxDriver implements SandboxDriver {
   #ensures = new Map<string, Promise<SandboxHandle>>();
   #warnedNoChown = false;
   #countersFrom: 'auto' | 'sandbox';
+  /** Subnets of OPEN_NETWORK, known before any `open` sandbox starts. */
+  #openNetworks = new BlockList();
+  /** The host's own addresses on that network (its gateways): the host itself may connect from them. */
+  #openGateways = new Set<string>();
+  #openNetworksLoaded = false;
 
   constructor(options: DockerSandboxDriverOptions) {
     if (!options.runnerId || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(options.runnerId)) {
@@ -157,6 +164,40 @@ export class DockerSandboxDriver implements SandboxDriver {
       runtime: options.runtime,
       relayUser: this.relayUser,
     };
+  }
+
+  /**
+   * True for an address on the Docker network of `open` sandboxes. The runner
+   * refuses connections from there to its API: an `open` sandbox reaches every
+   * address of the host (e.g. 172.17.0.1), so a listen on 0.0.0.0 would
+   * otherwise be one hop away. Known from the first `open` sandbox on.
+   */
+  isSandboxAddress(address: string | undefined): boolean {
+    if (!address || !this.#openNetworksLoaded) return false;
+    const plain = address.toLowerCase().startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+    // Sandboxes cannot forge the gateway's address: they have no CAP_NET_RAW.
+    if (this.#openGateways.has(plain)) return false;
+    return this.#openNetworks.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+  }
+
+  async #loadOpenNetworks(sessionKey: string): Promise<void> {
+    if (this.#openNetworksLoaded) return;
+    let info: { IPAM?: { Config?: Array<{ Subnet?: string; Gateway?: string }> } };
+    try {
+      info = await this.docker.getNetwork(OPEN_NETWORK).inspect();
+    } catch (error) {
+      throw this.#error(error, `inspect the Docker network "${OPEN_NETWORK}"`, sessionKey);
+    }
+    const subnets = (info.IPAM?.Config ?? []).map((c) => c.Subnet).filter((s): s is string => Boolean(s));
+    // Fail closed: an open sandbox whose addresses the runner cannot tell apart could reach its API.
+    if (subnets.length === 0) throw new RunnerError('SANDBOX_UNAVAILABLE', `The Docker network "${OPEN_NETWORK}" has no subnet: open sandboxes cannot be told apart.`);
+    for (const config of info.IPAM?.Config ?? []) if (config.Gateway) this.#openGateways.add(config.Gateway);
+    for (const subnet of subnets) {
+      const [network, prefix] = subnet.split('/');
+      this.#openNetworks.addSubnet(network!, Number(prefix), isIPv6(network!) ? 'ipv6' : 'ipv4');
+    }
+    this.#openNetworksLoaded = true;
+    this.#logger.info({ network: OPEN_NETWORK, subnets }, 'sandbox: connections from open sandboxes to the runner are refused');
   }
 
   /** The create options ensure() would use for this spec (for tests and readers). */
@@ -192,7 +233,9 @@ export class DockerSandboxDriver implements SandboxDriver {
       if (!info.Runtimes || !(this.#config.runtime in info.Runtimes)) {
         throw new RunnerError(
           'SANDBOX_UNAVAILABLE',
-          `The container runtime "${this.#config.runtime}" is not configured in the Docker engine (has: ${Object.keys(info.Runtimes ?? {}).join(', ')}). Install it and register it in /etc/docker/daemon.json, or unset the runtime.`,
+          `The container runtime "${this.#config.runtime}" is not configured in the Docker engine (has: ${Object.keys(info.Runtimes ?? {}).join(', ')}). Install it and register it in /etc/docker/daemon.json, or unset the runtime.` +
+            // gVisor refuses connections to host unix sockets by default, and the relay must reach the gateway's.
+            (this.#config.runtime === 'runsc' ? ' For gVisor: `runsc install -- --host-uds=open`, then reload dockerd (the sandbox reaches the model gateway through a host unix socket).' : ''),
         );
       }
     }
@@ -258,6 +301,7 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   async #ensure(spec: SandboxSpec): Promise<SandboxHandle> {
     const log = { sessionKey: spec.sessionKey };
+    if (spec.network === 'open') await this.#loadOpenNetworks(spec.sessionKey);
     await this.#prepareHostDirs(spec);
     const imageId = await this.#imageId();
     const options = buildContainerSpec(this.#config, spec);

@@ -7,6 +7,7 @@ export {
   relayCommand,
   LABELS,
   RELAY_PORT,
+  OPEN_NETWORK,
   AGENT_UID,
   AGENT_GID,
   RELAY_UID,

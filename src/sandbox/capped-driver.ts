@@ -1,0 +1,123 @@
+/**
+ * A cap on running sandboxes (MAX_RUNNING_SANDBOXES), around any sandbox
+ * driver. When a sandbox must start and the cap is reached, the least
+ * recently used running sandbox whose session has no task running is stopped
+ * first: its files and conversation stay, and its next task starts it again
+ * and resumes. The composition root also runs at most that many tasks at
+ * once (tasks beyond it wait in their queue, abortable, their time limit not
+ * yet ticking), so an idle sandbox to stop always exists. Should every
+ * running sandbox still be busy (work outside the scheduler), ensure() waits
+ * for one to free up for up to `waitMs`, then fails with SANDBOX_UNAVAILABLE.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RunnerError } from '../core/errors.ts';
+import type {
+  ExecOptions, ResourceCounters, SandboxDriver, SandboxHandle, SandboxInfo, SandboxProcess, SandboxSpec,
+} from '../core/ports/sandbox.ts';
+
+export interface SandboxCapOptions {
+  /** 0: no cap. */
+  maxRunning: number;
+  /** True while a task of the session runs: its sandbox is never stopped to make room. */
+  isBusy(sessionKey: string): boolean;
+  /** Runs before an idle sandbox is stopped to make room (e.g. ends its live agent). */
+  beforeStop(sessionKey: string): Promise<void>;
+  /** How long ensure() waits when every running sandbox is busy (default 60 s). */
+  waitMs?: number;
+  logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+}
+
+export class CappedSandboxDriver implements SandboxDriver {
+  private readonly inner: SandboxDriver;
+  private readonly options: SandboxCapOptions;
+  /** When each session's sandbox was last asked for (by a task). */
+  private readonly lastUsed = new Map<string, number>();
+  /** Sandboxes given a slot and still starting: they count against the cap. */
+  private readonly starting = new Set<string>();
+  private lock: Promise<void> = Promise.resolve();
+
+  constructor(inner: SandboxDriver, options: SandboxCapOptions) {
+    this.inner = inner;
+    this.options = options;
+  }
+
+  check(): Promise<void> {
+    return this.inner.check();
+  }
+
+  async ensure(spec: SandboxSpec): Promise<SandboxHandle> {
+    const key = spec.sessionKey;
+    this.lastUsed.set(key, Date.now());
+    if (this.options.maxRunning <= 0) return this.inner.ensure(spec);
+    const deadline = Date.now() + (this.options.waitMs ?? 60_000);
+    let outcome: 'running' | 'slot' | 'full';
+    for (let waited = false; (outcome = await this.exclusive(() => this.takeSlot(key))) === 'full'; waited = true) {
+      if (Date.now() > deadline) {
+        throw new RunnerError('SANDBOX_UNAVAILABLE', `All ${this.options.maxRunning} running sandboxes (MAX_RUNNING_SANDBOXES) are busy with tasks; try again later.`);
+      }
+      if (!waited) this.options.logger.warn({ sessionKey: key, maxRunning: this.options.maxRunning }, 'every running sandbox is busy: waiting for one to free up');
+      await sleep(250);
+    }
+    try {
+      return await this.inner.ensure(spec);
+    } finally {
+      if (outcome === 'slot') this.starting.delete(key);
+    }
+  }
+
+  /**
+   * 'running': the session's sandbox runs (or is starting) already; 'slot': it
+   * may start now (idle sandboxes were stopped if needed); 'full': every
+   * running sandbox is busy.
+   */
+  private async takeSlot(sessionKey: string): Promise<'running' | 'slot' | 'full'> {
+    const max = this.options.maxRunning;
+    const running = new Set((await this.inner.list()).filter((s) => s.running).map((s) => s.sessionKey));
+    if (running.has(sessionKey) || this.starting.has(sessionKey)) return 'running';
+    for (const key of this.starting) running.add(key);
+    const idle = [...running]
+      .filter((key) => !this.starting.has(key) && !this.options.isBusy(key))
+      .sort((a, b) => (this.lastUsed.get(a) ?? 0) - (this.lastUsed.get(b) ?? 0));
+    const excess = running.size - max + 1;
+    if (excess > idle.length) return 'full';
+    for (const victim of idle.slice(0, Math.max(0, excess))) {
+      this.options.logger.info({ sessionKey: victim, for: sessionKey, maxRunning: max }, 'sandbox cap reached: stopping the least recently used idle sandbox');
+      await this.options.beforeStop(victim);
+      await this.inner.stop(victim);
+    }
+    this.starting.add(sessionKey);
+    return 'slot';
+  }
+
+  /** Runs fn after every earlier slot decision: two starts never both see the last free slot. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.lock.then(fn);
+    this.lock = result.then(() => undefined, () => undefined);
+    return result;
+  }
+
+  exec(handle: SandboxHandle, command: string[], options: ExecOptions): SandboxProcess {
+    return this.inner.exec(handle, command, options);
+  }
+
+  killAgentProcesses(handle: SandboxHandle): Promise<void> {
+    return this.inner.killAgentProcesses(handle);
+  }
+
+  resourceCounters(handle: SandboxHandle): Promise<ResourceCounters> {
+    return this.inner.resourceCounters(handle);
+  }
+
+  stop(sessionKey: string): Promise<void> {
+    return this.inner.stop(sessionKey);
+  }
+
+  async remove(sessionKey: string): Promise<void> {
+    this.lastUsed.delete(sessionKey);
+    await this.inner.remove(sessionKey);
+  }
+
+  list(): Promise<SandboxInfo[]> {
+    return this.inner.list();
+  }
+}
