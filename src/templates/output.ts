@@ -3,13 +3,27 @@
  * returns: the system prompt (AGENTS.md, plus OUTPUT.md when present), JSON
  * taken from its final text (fenced or bare), and JSON Schema checks with ajv.
  */
+import { setFlagsFromString } from 'node:v8';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { RunnerError } from '../core/errors.ts';
 
 const MAX_SCHEMA_BYTES = 64 * 1024;
 const MAX_SCHEMA_DEPTH = 32;
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+// A caller's `pattern` runs on the runner's event loop: a backtracking one
+// ("^(a+)+$") could freeze every tenant. V8's linear-time engine (flag `l`)
+// cannot backtrack; patterns it cannot run (backreferences, lookarounds) are
+// refused when the schema compiles.
+setFlagsFromString('--enable-experimental-regexp-engine');
+
+function linearRegExp(pattern: string): RegExp {
+  // Without the `u` flag (the linear engine does not take it) \p{...} would silently mean something else.
+  if (/\\[pP]\{/.test(pattern)) throw new Error(`pattern ${pattern}: Unicode property escapes (\\p{...}) are not supported`);
+  return new RegExp(pattern, 'l');
+}
+linearRegExp.code = 'linearRegExp';
+
+const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: linearRegExp } });
 const compiled = new WeakMap<object, ValidateFunction>();
 
 function depthOf(value: unknown, limit: number, depth = 0): number {

@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { RunnerError } from '../../src/core/errors.ts';
 import { isReservedEnvName, validateTaskEnv } from '../../src/core/task-env.ts';
+import { checkUserSchema, validateOutput } from '../../src/templates/output.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 
 const RESERVED = [
@@ -98,5 +100,19 @@ describe('input checks', () => {
     assert.deepEqual(sessions, ['input-ok', 'input-schema-ok']);
   });
 
-  test.todo('a schema "pattern" with catastrophic backtracking is refused or run in linear time (see the report: src/templates/output.ts)');
+  test('a schema "pattern" runs in linear time: a backtracking one cannot freeze the runner', async () => {
+    const schema = checkUserSchema({ type: 'object', properties: { x: { type: 'string', pattern: '^(a+)+$' } } });
+    const started = performance.now();
+    // With a backtracking engine this one input takes longer than the age of the universe.
+    assert.throws(() => validateOutput(schema, { x: `${'a'.repeat(100_000)}!` }), (error: RunnerError) => error.code === 'OUTPUT_INVALID');
+    assert.ok(performance.now() - started < 2_000, `took ${performance.now() - started} ms`);
+    validateOutput(schema, { x: 'aaaa' });
+    // Patterns the linear engine cannot run, and \p{...} (whose meaning would change), are refused up front.
+    for (const pattern of ['(a)\\1', '(?=a)a', '^\\p{L}+$']) {
+      assert.throws(() => checkUserSchema({ type: 'string', pattern }), (error: RunnerError) => error.code === 'INVALID_SCHEMA', pattern);
+    }
+    const res = await h.api('/task', { method: 'POST', json: { sessionId: 'input-redos', message: 'x', outputSchema: { type: 'string', pattern: '(a)\\1' } } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'INVALID_SCHEMA');
+  });
 });
