@@ -70,7 +70,7 @@ export class EventLog {
   /** Resolves once the event is stored (and published). */
   append<T extends EventType>(sessionKey: string, taskId: string | null, type: T, data: EventPayloads[T]): Promise<StoredEvent<T>> {
     return new Promise<StoredEvent>((resolve, reject) => {
-      this.pending.push({ event: { sessionKey, taskId, type, data: this.redactor.redactDeep(data) }, resolve, reject });
+      this.pending.push({ event: { sessionKey, taskId, type, data: this.redactor.redactDeep(data, sessionKey) }, resolve, reject });
       this.flushing ??= new Promise<void>((done) => setImmediate(done)).then(() => this.flush());
     }) as Promise<StoredEvent<T>>;
   }

@@ -165,7 +165,7 @@ export class SocketModelGateway implements ModelGateway {
     const session = this.sessions.get(grant.sessionKey);
     if (!session) throw new Error(`gateway: session ${grant.sessionKey} is not attached`);
     const token = `crt_${randomBytes(24).toString('base64url')}`;
-    this.options.redactor.add(token);
+    this.options.redactor.add(grant.sessionKey, token);
     const tokenHash = hashToken(token);
     const tokenHashes = session.lastTokenHash ? [tokenHash, session.lastTokenHash] : [tokenHash];
     session.lastTokenHash = tokenHash;

@@ -1,99 +1,176 @@
 /**
  * The one place where secrets are taken out of text before it leaves the
- * process: log lines, stored events (and so every stream frame), and error
- * messages. Secrets are registered by value (the model credential, API keys,
- * agent tokens, each task's env values) and replaced wherever they occur.
+ * process: log lines, stored events (and so every stream frame), task records
+ * and error messages. Secrets are registered by value (the model credential,
+ * API keys, task tokens, each task's env values) and replaced wherever they
+ * occur.
+ *
+ * A task's secrets belong to its session (their scope): what a session's
+ * events and records show is redacted with the process's secrets and that
+ * session's, never another's (else an agent could test a guess against
+ * another tenant's secrets by echoing it). Log lines are redacted with all.
  */
 
 export const REDACTED = '[REDACTED]';
 /** Shorter values would mangle ordinary text ("1", "yes") without hiding anything worth hiding. */
 const MIN_SECRET_LENGTH = 6;
-/** Task env values are remembered for later output too; bounded so memory stays flat. */
+/** Task secrets are remembered for later output too; bounded so memory stays flat. */
 const MAX_TRANSIENT = 50_000;
 const MAX_TRANSIENT_CHARS = 64 * 1024 * 1024;
-/** V8 refuses a regular expression with a literal much over 32k characters: longer secrets are replaced by search. */
-const MAX_PATTERN_SECRET = 4096;
+
+/**
+ * Secrets indexed by their first MIN_SECRET_LENGTH characters: adding or
+ * removing one is O(1), and a text is scanned once whatever the number of
+ * secrets (no pattern to rebuild, no limit on a secret's length).
+ */
+class SecretIndex {
+  /** Secrets by prefix, longest first (so a secret that contains another is replaced whole). */
+  private readonly byPrefix = new Map<string, string[]>();
+
+  get empty(): boolean {
+    return this.byPrefix.size === 0;
+  }
+
+  add(secret: string): void {
+    const prefix = secret.slice(0, MIN_SECRET_LENGTH);
+    const list = this.byPrefix.get(prefix) ?? [];
+    if (list.includes(secret)) return;
+    list.push(secret);
+    list.sort((a, b) => b.length - a.length);
+    this.byPrefix.set(prefix, list);
+  }
+
+  delete(secret: string): void {
+    const prefix = secret.slice(0, MIN_SECRET_LENGTH);
+    const list = this.byPrefix.get(prefix)?.filter((s) => s !== secret);
+    if (list?.length) this.byPrefix.set(prefix, list);
+    else this.byPrefix.delete(prefix);
+  }
+
+  /** The longest secret that starts at `at` in `text`, if any. */
+  matchAt(text: string, at: number): string | undefined {
+    return this.byPrefix.get(text.slice(at, at + MIN_SECRET_LENGTH))?.find((s) => text.startsWith(s, at));
+  }
+}
+
+/** Replaces, left to right, the longest secret of any index at each position, in one pass. */
+function redactWith(text: string, indexes: SecretIndex[]): string {
+  const active = indexes.filter((index) => !index.empty);
+  if (active.length === 0 || text.length < MIN_SECRET_LENGTH) return text;
+  let out = '';
+  let from = 0;
+  for (let at = 0; at + MIN_SECRET_LENGTH <= text.length;) {
+    let hit: string | undefined;
+    for (const index of active) {
+      const found = index.matchAt(text, at);
+      if (found && (!hit || found.length > hit.length)) hit = found;
+    }
+    if (hit) {
+      out += text.slice(from, at) + REDACTED;
+      at += hit.length;
+      from = at;
+    } else {
+      at += 1;
+    }
+  }
+  return from === 0 ? text : out + text.slice(from);
+}
 
 export class Redactor {
-  private readonly permanent = new Set<string>();
-  private readonly transient = new Set<string>();
+  private readonly permanent = new SecretIndex();
+  private readonly permanentValues = new Set<string>();
+  /** Every secret: the log's view. */
+  private readonly all = new SecretIndex();
+  private readonly scopes = new Map<string, SecretIndex>();
+  /** (scope, value) pairs, oldest first, to bound memory; and how many scopes hold each value. */
+  private readonly recent = new Map<string, { scope: string; value: string }>();
+  private readonly holders = new Map<string, number>();
   private transientChars = 0;
-  private pattern: RegExp | null = null;
-  /** Secrets too long for the pattern, longest first. */
-  private long: string[] = [];
 
-  /** Secrets of the process itself (credentials, API keys): kept for its whole life. */
+  /** Secrets of the process itself (credentials, API keys): kept for its whole life, redacted everywhere. */
   addPermanent(...values: Array<string | undefined>): void {
-    for (const value of values) if (value && value.length >= MIN_SECRET_LENGTH) this.permanent.add(value);
-    this.pattern = null;
-  }
-
-  /** Per-task secrets (env values, tokens); the oldest are forgotten past a bound. */
-  add(...values: Array<string | undefined>): void {
     for (const value of values) {
-      if (!value || value.length < MIN_SECRET_LENGTH || this.permanent.has(value)) continue;
-      if (this.transient.delete(value)) this.transientChars -= value.length;
-      this.transient.add(value);
-      this.transientChars += value.length;
-      while (this.transient.size > MAX_TRANSIENT || this.transientChars > MAX_TRANSIENT_CHARS) {
-        const oldest = this.transient.values().next().value!;
-        this.transient.delete(oldest);
-        this.transientChars -= oldest.length;
-      }
+      if (!value || value.length < MIN_SECRET_LENGTH) continue;
+      this.permanentValues.add(value);
+      this.permanent.add(value);
+      this.all.add(value);
     }
-    this.pattern = null;
   }
 
-  redact(text: string): string {
-    const pattern = this.compile();
-    for (const secret of this.long) if (text.includes(secret)) text = text.split(secret).join(REDACTED);
-    return pattern ? text.replace(pattern, REDACTED) : text;
+  /** Secrets of one session (a task's env values, its token); the oldest are forgotten past a bound. */
+  add(scope: string, ...values: Array<string | undefined>): void {
+    for (const value of values) {
+      if (!value || value.length < MIN_SECRET_LENGTH || this.permanentValues.has(value)) continue;
+      const key = `${scope}\u0000${value}`;
+      if (this.recent.delete(key)) {
+        this.recent.set(key, { scope, value });
+        continue;
+      }
+      this.recent.set(key, { scope, value });
+      let index = this.scopes.get(scope);
+      if (!index) this.scopes.set(scope, (index = new SecretIndex()));
+      index.add(value);
+      this.all.add(value);
+      this.holders.set(value, (this.holders.get(value) ?? 0) + 1);
+      this.transientChars += value.length;
+    }
+    while (this.recent.size > MAX_TRANSIENT || this.transientChars > MAX_TRANSIENT_CHARS) {
+      const [key, oldest] = this.recent.entries().next().value!;
+      this.recent.delete(key);
+      this.forgetOne(oldest.scope, oldest.value);
+    }
+  }
+
+  /** Text as the given session may see it; without a scope (log lines), with every secret out. */
+  redact(text: string, scope?: string): string {
+    if (scope === undefined) return redactWith(text, [this.all]);
+    const own = this.scopes.get(scope);
+    return redactWith(text, own ? [this.permanent, own] : [this.permanent]);
   }
 
   /** Redacts every string inside a JSON-like value; returns a new value, never mutates. */
-  redactDeep<T>(value: T): T {
-    if (!this.compile()) return value;
-    return this.walk(value) as T;
+  redactDeep<T>(value: T, scope?: string): T {
+    return this.walk(value, scope) as T;
   }
 
   /** The process's own secrets (credentials, API keys). */
   permanentSecrets(): string[] {
-    return [...this.permanent];
+    return [...this.permanentValues];
   }
 
-  private walk(value: unknown, depth = 0): unknown {
-    if (typeof value === 'string') return this.redact(value);
+  private forgetOne(scope: string, value: string): void {
+    const index = this.scopes.get(scope);
+    index?.delete(value);
+    if (index?.empty) this.scopes.delete(scope);
+    const left = (this.holders.get(value) ?? 1) - 1;
+    if (left > 0) this.holders.set(value, left);
+    else {
+      this.holders.delete(value);
+      this.all.delete(value);
+    }
+    this.transientChars -= value.length;
+  }
+
+  private walk(value: unknown, scope: string | undefined, depth = 0): unknown {
+    if (typeof value === 'string') return this.redact(value, scope);
     if (depth > 64 || !value || typeof value !== 'object') return value;
-    if (Array.isArray(value)) return value.map((item) => this.walk(item, depth + 1));
+    if (Array.isArray(value)) return value.map((item) => this.walk(item, scope, depth + 1));
     // An error is logged as its text: its message and stack may quote a secret (pino's serializer would print them as they are).
     if (value instanceof Error) {
-      const out: Record<string, unknown> = { type: value.name, message: this.redact(value.message) };
-      if (value.stack) out.stack = this.redact(value.stack);
-      for (const [key, item] of Object.entries(value)) out[key] = this.walk(item, depth + 1);
-      if (value.cause !== undefined) out.cause = this.walk(value.cause, depth + 1);
+      const out: Record<string, unknown> = { type: value.name, message: this.redact(value.message, scope) };
+      if (value.stack) out.stack = this.redact(value.stack, scope);
+      for (const [key, item] of Object.entries(value)) out[key] = this.walk(item, scope, depth + 1);
+      if (value.cause !== undefined) out.cause = this.walk(value.cause, scope, depth + 1);
       return out;
     }
     // Plain objects, and prototype-less ones (Node's HTTP headers).
     const proto = Object.getPrototypeOf(value);
     if (proto === Object.prototype || proto === null) {
       const out: Record<string, unknown> = {};
-      for (const [key, item] of Object.entries(value)) out[this.redact(key)] = this.walk(item, depth + 1);
+      for (const [key, item] of Object.entries(value)) out[this.redact(key, scope)] = this.walk(item, scope, depth + 1);
       return out;
     }
     return value;
-  }
-
-  private compile(): RegExp | null {
-    if (this.pattern) return this.pattern;
-    const all = [...this.permanent, ...this.transient];
-    if (all.length === 0) return null;
-    // Longest first, so a secret that contains another is replaced whole.
-    all.sort((a, b) => b.length - a.length);
-    this.long = all.filter((s) => s.length > MAX_PATTERN_SECRET);
-    const short = all.filter((s) => s.length <= MAX_PATTERN_SECRET);
-    // A pattern that matches nothing keeps the cache valid when every secret is long.
-    this.pattern = new RegExp(short.length ? short.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|') : '(?!)', 'g');
-    return this.pattern;
   }
 }
 
@@ -112,8 +189,11 @@ export class StreamRedactor {
   private pending = '';
   private matches: Array<[number, number]> = [];
 
-  constructor(redactor: Redactor, watched: Iterable<string | undefined>) {
+  private readonly scope: string;
+
+  constructor(redactor: Redactor, watched: Iterable<string | undefined>, scope: string) {
     this.redactor = redactor;
+    this.scope = scope;
     const unique = new Set<string>();
     for (const value of watched) if (value && value.length >= MIN_SECRET_LENGTH) unique.add(value);
     this.secrets = [...unique].map((value) => ({ value, fail: failureTable(value), state: 0 }));
@@ -183,7 +263,7 @@ export class StreamRedactor {
       at = end;
     }
     // The redactor's own pass covers every other registered secret.
-    return this.redactor.redact(out + head.slice(at));
+    return this.redactor.redact(out + head.slice(at), this.scope);
   }
 }
 
@@ -212,10 +292,10 @@ export class AgentEventRedactor {
   private readonly streams: Record<StreamedKind, StreamRedactor>;
   private readonly cut: StreamRedactor;
 
-  constructor(redactor: Redactor, watched: Iterable<string | undefined>) {
+  constructor(redactor: Redactor, watched: Iterable<string | undefined>, scope: string) {
     const all = [...redactor.permanentSecrets(), ...watched];
-    this.streams = { text: new StreamRedactor(redactor, all), thinking: new StreamRedactor(redactor, all) };
-    this.cut = new StreamRedactor(redactor, all);
+    this.streams = { text: new StreamRedactor(redactor, all, scope), thinking: new StreamRedactor(redactor, all, scope) };
+    this.cut = new StreamRedactor(redactor, all, scope);
   }
 
   events<E extends { type: string; data: unknown }>(event: E): Array<E | DeltaEvent> {

@@ -161,8 +161,8 @@ export class TaskExecution {
       const timeoutMs = task.options.timeoutMs ?? deps.defaults.timeoutMs;
       timer = setTimeout(() => controller.abort(new RunnerError('TASK_TIMEOUT', `The task ran past its limit of ${timeoutMs} ms.`)), timeoutMs);
       const env = deps.sealer.unseal(task.sealedEnv);
-      deps.redactor.add(...Object.values(env));
-      streamed = new AgentEventRedactor(deps.redactor, [...Object.values(env), access.token]);
+      deps.redactor.add(task.sessionKey, ...Object.values(env));
+      streamed = new AgentEventRedactor(deps.redactor, [...Object.values(env), access.token], task.sessionKey);
       const schema = task.options.outputSchema ?? template.outputSchema;
       result = await deps.runtime.run({
         taskId: task.id,
@@ -202,7 +202,7 @@ export class TaskExecution {
 
     const finishedAt = Date.now();
     const status: FinalTaskStatus = failure ? statusForFailure(failure.code) : 'succeeded';
-    const error: ErrorBody | null = failure ? deps.redactor.redactDeep(failure.toBody()) : null;
+    const error: ErrorBody | null = failure ? deps.redactor.redactDeep(failure.toBody(), task.sessionKey) : null;
     const resumed = result ? result.resumed && !result.resumeLost : resumedBefore;
     // The session first: once the task ends, the session's next task may be claimed at once, and it
     // must find the conversation id (a new agent process resumes it) and the activity time (the idle
@@ -212,7 +212,7 @@ export class TaskExecution {
     });
     const ended = await deps.store.finishTask(task.id, deps.runnerId, {
       status, finishedAt, costUsd: meter.costUsd, durationMs: finishedAt - startedAt, tools,
-      output: failure ? null : deps.redactor.redactDeep(output), error, resumed, usage: meter.usage,
+      output: failure ? null : deps.redactor.redactDeep(output, task.sessionKey), error, resumed, usage: meter.usage,
     });
     if (!ended) {
       deps.logger.warn({ taskId: task.id }, 'task was ended elsewhere while it ran here; its outcome is dropped');

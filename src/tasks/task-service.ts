@@ -63,7 +63,6 @@ export class TaskService {
     const { deps } = this;
     if (!deps.isAccepting()) throw new RunnerError('SHUTTING_DOWN');
     const env = validateTaskEnv(input.env);
-    deps.redactor.add(...Object.values(env));
     if (input.options?.outputSchema) checkUserSchema(input.options.outputSchema);
     return deps.sessions.exclusive(input.tenantId, input.sessionId, () => this.enqueue(input, env));
   }
@@ -72,6 +71,7 @@ export class TaskService {
   private async enqueue(input: SubmitTaskInput, env: Record<string, string>): Promise<{ task: Task; created: boolean }> {
     const { deps } = this;
     const session = await deps.sessions.ensure(input.tenantId, input.sessionId, input.agent);
+    deps.redactor.add(session.key, ...Object.values(env));
     const now = Date.now();
     const task: Task = {
       id: newId('task'),

@@ -13,13 +13,13 @@ const OTHER = 'sk-ant-0123456789';
 
 function redactorWith(...secrets: string[]): Redactor {
   const redactor = new Redactor();
-  redactor.add(...secrets);
+  redactor.add('session-a', ...secrets);
   return redactor;
 }
 
 /** Streams text in the given pieces; returns what came out, joined. */
 function streamed(redactor: Redactor, watched: string[], pieces: string[]): string {
-  const stream = new StreamRedactor(redactor, watched);
+  const stream = new StreamRedactor(redactor, watched, 'session-a');
   return pieces.map((p) => stream.push(p)).join('') + stream.flush();
 }
 
@@ -39,7 +39,7 @@ describe('stream redaction', () => {
 
   test('only what could still become a secret is held back', () => {
     const redactor = redactorWith(SECRET);
-    const stream = new StreamRedactor(redactor, [SECRET]);
+    const stream = new StreamRedactor(redactor, [SECRET], 'session-a');
     assert.equal(stream.push('hello '), 'hello ');
     assert.equal(stream.push('world acme-sec'), 'world ');
     assert.equal(stream.push('ond'), 'acme-second');
@@ -62,7 +62,7 @@ describe('stream redaction', () => {
   test('a hostile text costs linear time, even against a long secret', () => {
     const long = `${'a'.repeat(32 * 1024 - 1)}b`;
     const redactor = redactorWith(long);
-    const stream = new StreamRedactor(redactor, [long]);
+    const stream = new StreamRedactor(redactor, [long], 'session-a');
     const started = performance.now();
     let out = '';
     for (let i = 0; i < 8 * 1024; i++) out += stream.push('aaaaaaaa');
@@ -73,7 +73,7 @@ describe('stream redaction', () => {
 
   test('agent events: deltas of text and thinking go through their own streams; other events flush them first', () => {
     const redactor = redactorWith(SECRET);
-    const events = new AgentEventRedactor(redactor, [SECRET]);
+    const events = new AgentEventRedactor(redactor, [SECRET], 'session-a');
     const out = [
       ...events.events({ type: 'text', data: { text: 'key: acme-sec' } }),
       ...events.events({ type: 'thinking', data: { text: 'hmm acme-' } }),
@@ -97,7 +97,7 @@ describe('stream redaction', () => {
 describe('tool results cut short', () => {
   test('a result cut through a secret does not give out its first part', () => {
     const redactor = redactorWith(SECRET);
-    const events = new AgentEventRedactor(redactor, [SECRET]);
+    const events = new AgentEventRedactor(redactor, [SECRET], 'session-a');
     const cutThrough = `${'x'.repeat(100)}${SECRET.slice(0, 12)}…[truncated]`;
     const [out] = events.events({ type: 'tool_end', data: { tool: 'Bash', result: cutThrough, toolUseId: 't', isError: false } });
     assert.deepEqual(out, { type: 'tool_end', data: { tool: 'Bash', result: `${'x'.repeat(100)}${REDACTED}…[truncated]`, toolUseId: 't', isError: false } });
@@ -113,7 +113,7 @@ describe('the process log', () => {
       import { createLogger } from ${JSON.stringify(new URL('../../src/logger.ts', import.meta.url).pathname)};
       import { Redactor } from ${JSON.stringify(new URL('../../src/secrets/redactor.ts', import.meta.url).pathname)};
       const redactor = new Redactor();
-      redactor.add(${JSON.stringify(SECRET)});
+      redactor.add('session-a', ${JSON.stringify(SECRET)});
       const log = createLogger('trace', redactor);
       log.error({ err: new Error('upstream said ${SECRET}') }, 'an error');
       log.warn({ headers: Object.assign(Object.create(null), { cookie: 'a=${SECRET}' }) }, 'headers');
@@ -155,5 +155,39 @@ describe('deep redaction (log lines, events, errors)', () => {
   test('values shorter than six characters are left alone (they would mangle ordinary text)', () => {
     const redactor = redactorWith('yes', 'abcdef');
     assert.equal(redactor.redact('yes abcdef'), `yes ${REDACTED}`);
+  });
+});
+
+describe('scopes: a session is redacted with its own secrets and the process\'s, never another\'s', () => {
+  test('no session can use redaction as an oracle for another session\'s secrets; logs hide them all', () => {
+    const r = new Redactor();
+    r.addPermanent('sk-ant-process-key-1');
+    r.add('session-a', 'alpha-secret-1');
+    r.add('session-b', 'bravo-secret-2');
+    const text = 'alpha-secret-1 bravo-secret-2 sk-ant-process-key-1';
+    assert.equal(r.redact(text, 'session-a'), '[REDACTED] bravo-secret-2 [REDACTED]');
+    assert.equal(r.redact(text, 'session-b'), 'alpha-secret-1 [REDACTED] [REDACTED]');
+    assert.equal(r.redact(text, 'session-c'), 'alpha-secret-1 bravo-secret-2 [REDACTED]');
+    assert.equal(r.redact(text), '[REDACTED] [REDACTED] [REDACTED]');
+    assert.deepEqual(r.redactDeep({ a: ['alpha-secret-1'], 'bravo-secret-2': 1 }, 'session-b'), { a: ['alpha-secret-1'], '[REDACTED]': 1 });
+  });
+
+  test('a session secret that contains the process key is replaced whole, not around it', () => {
+    const r = new Redactor();
+    r.addPermanent('sk-ant-process-key-1');
+    r.add('session-a', 'wrapped-sk-ant-process-key-1-tail');
+    assert.equal(r.redact('x wrapped-sk-ant-process-key-1-tail y', 'session-a'), 'x [REDACTED] y');
+    assert.equal(r.redact('x sk-ant-process-key-1 y', 'session-a'), 'x [REDACTED] y');
+  });
+
+  test('secrets of any length, in one pass; the oldest session secrets are forgotten past the bound', () => {
+    const r = new Redactor();
+    const long = 'L'.repeat(40_000) + 'end';
+    r.add('session-a', long);
+    assert.equal(r.redact(`<${long}>`, 'session-a'), '<[REDACTED]>');
+    for (let i = 0; i < 50_001; i++) r.add('session-b', `bulk-secret-${i}`);
+    assert.equal(r.redact('bulk-secret-50000', 'session-b'), '[REDACTED]');
+    // The very first ones fell out; the memory bound holds.
+    assert.equal(r.redact(`<${long}>`, 'session-a'), `<${long}>`);
   });
 });
