@@ -29,6 +29,7 @@ import { SessionService } from './sessions/session-service.ts';
 import { openSqliteStore } from './store/sqlite/index.ts';
 import { TaskCompletions } from './tasks/completions.ts';
 import { QueueAnnouncements } from './tasks/queue-announcements.ts';
+import { TaskEndings } from './tasks/task-endings.ts';
 import { Scheduler } from './tasks/scheduler.ts';
 import { TaskExecution } from './tasks/task-execution.ts';
 import { TaskService } from './tasks/task-service.ts';
@@ -122,8 +123,9 @@ export async function createRunner(config: Config): Promise<Runner> {
   const events = new EventLog(store, redactor);
   const completions = new TaskCompletions();
   const announcements = new QueueAnnouncements();
+  const endings = new TaskEndings(events, completions, logger.child({ component: 'tasks' }));
   const execution = new TaskExecution({
-    store, events, sandbox, runtime, gateway, templates, dirs, sealer, redactor, completions, announcements, runnerId,
+    store, events, sandbox, runtime, gateway, templates, dirs, sealer, redactor, completions, endings, announcements, runnerId,
     defaults: {
       model: config.model,
       maxTurns: config.maxTurns,
@@ -139,21 +141,22 @@ export async function createRunner(config: Config): Promise<Runner> {
   const scheduler = new Scheduler({
     // No more tasks at once than sandboxes may run: the rest wait in their queues, not for a sandbox.
     store, runnerId, maxConcurrent: Math.min(config.limits.maxConcurrentTasks, config.limits.maxRunningSandboxes || Infinity),
-    execute: (task) => execution.execute(task), logger,
+    execution, logger,
   });
   const sessions = new SessionService({
     store, events, sandbox, runtime, gateway, templates, dirs,
+    // `tasks` is built below; reset and delete call this only once requests flow.
+    stopTasks: async (sessionKey) => {
+      await tasks.abortSessionByKey(sessionKey, new RunnerError('TASK_ABORTED', 'The session was reset or deleted.'));
+    },
     maxSessions: config.limits.maxSessions, idleTimeoutMs: config.idleTimeoutMs, logger: logger.child({ component: 'sessions' }),
   });
   let accepting = true;
   const tasks = new TaskService({
-    store, events, sessions, scheduler, execution, completions, announcements, sealer, redactor,
+    store, events, sessions, scheduler, execution, completions, endings, announcements, sealer, redactor,
     maxQueuedPerSession: config.limits.maxQueuedPerSession,
     isAccepting: () => accepting,
   });
-  sessions.stopTasks = async (sessionKey) => {
-    await tasks.abortSessionByKey(sessionKey, new RunnerError('TASK_ABORTED', 'The session was reset or deleted.'));
-  };
 
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
@@ -202,10 +205,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     const interrupted = await store.interruptRunningTasks(null, new RunnerError('TASK_INTERRUPTED').toBody(), Date.now());
     for (const task of interrupted) {
       const ended = await store.getTask(task.id);
-      if (!ended) continue;
-      await events.append(task.sessionKey, task.id, 'task_error', {
-        taskId: task.id, status: ended.status, error: ended.error!, cost: ended.costUsd ?? 0, duration: ended.durationMs ?? 0,
-      });
+      if (ended) await endings.ended(ended);
     }
     if (interrupted.length > 0) logger.warn({ tasks: interrupted.map((t) => t.id) }, 'tasks interrupted by the last shutdown or crash');
     const orphanFolders = await sessions.removeOrphanFolders();

@@ -28,6 +28,8 @@ export interface SessionServiceDeps {
   gateway: ModelGateway;
   templates: TemplateCatalog;
   dirs: SessionDirectories;
+  /** Ends the session's queued tasks and stops its running one (the task service's). */
+  stopTasks(sessionKey: string): Promise<void>;
   maxSessions: number;
   idleTimeoutMs: number;
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
@@ -44,8 +46,6 @@ export class SessionService {
   private readonly locks = new KeyedLock();
   private readonly createdListeners = new Set<(session: Session) => void>();
   private sweeping: Promise<string[]> | null = null;
-  /** Set by the task service: ends the session's queued tasks and stops its running one. */
-  stopTasks: (sessionKey: string) => Promise<void> = async () => undefined;
 
   constructor(deps: SessionServiceDeps) {
     this.deps = deps;
@@ -135,7 +135,7 @@ export class SessionService {
 
   private async resetNow(tenantId: string, sessionId: string): Promise<Session> {
     const session = await this.get(tenantId, sessionId);
-    await this.stopTasks(session.key);
+    await this.deps.stopTasks(session.key);
     await this.teardown(session.key, 'reset');
     const template = this.deps.templates.get(session.agent);
     await this.deps.dirs.reset(session.key, template.dir);
@@ -151,7 +151,7 @@ export class SessionService {
 
   private async deleteNow(tenantId: string, sessionId: string): Promise<void> {
     const session = await this.get(tenantId, sessionId);
-    await this.stopTasks(session.key);
+    await this.deps.stopTasks(session.key);
     await this.teardown(session.key, 'delete');
     // Rows before folders: a crash in between leaves folders without a session, which start-up removes.
     await this.deps.store.deleteSession(session.key);

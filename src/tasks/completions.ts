@@ -14,6 +14,13 @@ export class TaskCompletions {
   private readonly rejecters = new Set<(reason: Error) => void>();
   private released: Error | null = null;
 
+  /** Callers waiting for a task to end (metrics, tests). */
+  waiting(): number {
+    let count = 0;
+    for (const set of this.waiters.values()) count += set.size;
+    return count;
+  }
+
   /** Called for every task that ends (metrics). */
   onEnd(listener: Waiter): void {
     this.listeners.push(listener);
@@ -46,7 +53,8 @@ export class TaskCompletions {
     const done = new Promise<Task>((resolve, reject) => {
       waiter = resolve;
       rejecter = reject;
-      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+      if (signal?.aborted) reject(signal.reason);
+      else signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
     });
     set.add(waiter);
     this.rejecters.add(rejecter);

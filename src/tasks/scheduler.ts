@@ -1,9 +1,9 @@
 /**
  * The queue's engine: claims runnable tasks from the store (one per session
  * at most, sessions served least recently first) while fewer than
- * MAX_CONCURRENT_TASKS run here, and hands each to `execute`. Claiming is
- * the store's atomic operation, so the store is the only source of truth on
- * what runs; this class only counts its own.
+ * MAX_CONCURRENT_TASKS run here, and hands each to the execution. Claiming
+ * is the store's atomic operation, so the store is the only source of truth
+ * on what runs; what runs here is the execution's to count.
  */
 import type { Task } from '../core/model.ts';
 import type { Store } from '../core/ports/store.ts';
@@ -12,13 +12,12 @@ export interface SchedulerOptions {
   store: Store;
   runnerId: string;
   maxConcurrent: number;
-  execute(task: Task): Promise<void>;
+  execution: { execute(task: Task): Promise<void>; runningCount(): number; settled(): Promise<void> };
   logger: { error(obj: object, msg?: string): void };
 }
 
 export class Scheduler {
   private readonly options: SchedulerOptions;
-  private readonly running = new Map<string, Promise<void>>();
   private passing: Promise<void> | null = null;
   private again = false;
   private accepting = true;
@@ -44,7 +43,7 @@ export class Scheduler {
   }
 
   runningCount(): number {
-    return this.running.size;
+    return this.options.execution.runningCount();
   }
 
   /** Claims no more tasks. */
@@ -57,30 +56,26 @@ export class Scheduler {
     await this.passing;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
-    const all = Promise.allSettled([...this.running.values()]).then(() => true as const);
-    const drained = await Promise.race([all, timeout]);
+    const drained = await Promise.race([this.options.execution.settled().then(() => true as const), timeout]);
     clearTimeout(timer);
     return drained;
   }
 
   private async pass(): Promise<void> {
-    const free = this.options.maxConcurrent - this.running.size;
+    const { execution, store, runnerId, maxConcurrent, logger } = this.options;
+    const free = maxConcurrent - execution.runningCount();
     if (free <= 0 || !this.accepting) return;
     let claimed: Task[];
     try {
-      claimed = await this.options.store.claimTasks(this.options.runnerId, free, Date.now());
+      claimed = await store.claimTasks(runnerId, free, Date.now());
     } catch (error) {
-      this.options.logger.error({ err: error }, 'claiming tasks failed');
+      logger.error({ err: error }, 'claiming tasks failed');
       return;
     }
     for (const task of claimed) {
-      const run = this.options.execute(task)
-        .catch((error: unknown) => this.options.logger.error({ err: error, taskId: task.id }, 'task execution failed'))
-        .finally(() => {
-          this.running.delete(task.id);
-          this.poke();
-        });
-      this.running.set(task.id, run);
+      void execution.execute(task)
+        .catch((error: unknown) => logger.error({ err: error, taskId: task.id }, 'task execution failed'))
+        .finally(() => this.poke());
     }
   }
 }

@@ -23,6 +23,7 @@ import { buildSystemPrompt, shapeOutput } from '../templates/output.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
 import type { TaskCompletions } from './completions.ts';
 import type { QueueAnnouncements } from './queue-announcements.ts';
+import type { TaskEndings } from './task-endings.ts';
 
 export interface TaskExecutionDeps {
   store: Store;
@@ -35,6 +36,7 @@ export interface TaskExecutionDeps {
   sealer: EnvSealer;
   redactor: Redactor;
   completions: TaskCompletions;
+  endings: TaskEndings;
   announcements: QueueAnnouncements;
   runnerId: string;
   defaults: {
@@ -57,23 +59,42 @@ interface Running {
   done: Promise<void>;
 }
 
+interface Outcome {
+  failure: RunnerError | undefined;
+  output: unknown;
+  tools: string[];
+  meter: TaskMeter;
+  agentSessionId: string | null;
+  resumed: boolean;
+}
+
 /** Stopping the sandbox is how a task is stopped "at once", as the seed did: nothing it started survives. */
 const STOP_SANDBOX_ON: ReadonlySet<string> = new Set(['TASK_ABORTED', 'TASK_TIMEOUT', 'BUDGET_EXCEEDED', 'SANDBOX_LIMIT', 'TASK_INTERRUPTED']);
+/** A stop asked for a task that was claimed but is not registered yet is kept this long. */
+const PENDING_STOP_MS = 60_000;
 
 export function composePrompt(message: string, context: string | null): string {
   return context ? `${context}\n\n${message}` : message;
 }
 
+/** A caller's value may lower the operator's limit, never raise it. */
+function lowered(requested: number | undefined, limit: number | undefined): number | undefined {
+  if (requested === undefined) return limit;
+  return limit === undefined ? requested : Math.min(requested, limit);
+}
+
 export class TaskExecution {
   private readonly deps: TaskExecutionDeps;
   private readonly running = new Map<string, Running>();
+  /** Stops asked for claimed tasks before they were registered here (a claim and an abort crossing). */
+  private readonly pendingStops = new Map<string, RunnerError>();
 
   constructor(deps: TaskExecutionDeps) {
     this.deps = deps;
   }
 
-  isRunning(taskId: string): boolean {
-    return this.running.has(taskId);
+  runningCount(): number {
+    return this.running.size;
   }
 
   runningTaskOf(sessionKey: string): string | undefined {
@@ -81,10 +102,17 @@ export class TaskExecution {
     return undefined;
   }
 
-  /** Stops a task running here; resolves when it has ended. False when it does not run here. */
+  /**
+   * Stops a task; resolves when it has ended. A task the store says runs here
+   * but that is not registered yet (just claimed) is stopped as it starts.
+   */
   async stop(taskId: string, reason: RunnerError): Promise<boolean> {
     const run = this.running.get(taskId);
-    if (!run) return false;
+    if (!run) {
+      this.pendingStops.set(taskId, reason);
+      setTimeout(() => this.pendingStops.delete(taskId), PENDING_STOP_MS).unref();
+      return false;
+    }
     run.controller.abort(reason);
     await run.done;
     return true;
@@ -94,41 +122,93 @@ export class TaskExecution {
     await Promise.all([...this.running.keys()].map((taskId) => this.stop(taskId, reason)));
   }
 
+  /** Resolves when every task running here has ended. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.running.values()].map((run) => run.done));
+  }
+
   execute(task: Task): Promise<void> {
     const controller = new AbortController();
+    const pending = this.pendingStops.get(task.id);
+    if (pending) {
+      this.pendingStops.delete(task.id);
+      controller.abort(pending);
+    }
     const done = this.run(task, controller).finally(() => this.running.delete(task.id));
     this.running.set(task.id, { controller, sessionKey: task.sessionKey, done });
     return done;
   }
 
+  /** Whatever happens, the task ends in the store (or, if the store fails, for its waiters) and is told. */
   private async run(task: Task, controller: AbortController): Promise<void> {
     const { deps } = this;
     const startedAt = task.startedAt ?? Date.now();
+    const timeoutMs = lowered(task.options.timeoutMs, deps.defaults.timeoutMs)!;
+    // From the start: a hung sandbox or gateway call is bounded too.
+    const timer = setTimeout(() => controller.abort(new RunnerError('TASK_TIMEOUT', `The task ran past its limit of ${timeoutMs} ms.`)), timeoutMs);
+    let outcome: Outcome;
+    try {
+      outcome = await this.attempt(task, controller);
+    } catch (error) {
+      outcome = { failure: toRunnerError(error, deps.logger), output: null, tools: [], meter: emptyMeter(), agentSessionId: null, resumed: false };
+    } finally {
+      clearTimeout(timer);
+    }
+    const finishedAt = Date.now();
+    const { failure, meter } = outcome;
+    const status: FinalTaskStatus = failure ? statusForFailure(failure.code) : 'succeeded';
+    const error: ErrorBody | null = failure ? deps.redactor.redactDeep(failure.toBody(), task.sessionKey) : null;
+    const ending = {
+      status, finishedAt, costUsd: meter.costUsd, durationMs: finishedAt - startedAt, tools: outcome.tools,
+      output: failure ? null : deps.redactor.redactDeep(outcome.output, task.sessionKey), error, resumed: outcome.resumed, usage: meter.usage,
+    };
+    try {
+      // The session first: once the task ends, the session's next task may be claimed at once, and it
+      // must find the conversation id (a new agent process resumes it) and the activity time (the idle
+      // sweep) of this one. The money was spent and the transcript moved on even if the task was ended elsewhere.
+      await deps.store.recordSessionActivity(task.sessionKey, {
+        costUsd: meter.costUsd, turn: meter.modelCalls > 0, agentSessionId: outcome.agentSessionId ?? undefined, at: finishedAt,
+      });
+      if (!(await deps.store.finishTask(task.id, deps.runnerId, ending))) {
+        if (await deps.store.getTask(task.id)) {
+          deps.logger.warn({ taskId: task.id }, 'task was ended elsewhere while it ran here; its outcome is dropped');
+        } else {
+          // Its session was deleted while it started: its waiters hear it was aborted.
+          deps.completions.announce({
+            ...task, ...ending, sealedEnv: null, status: 'aborted', error: { code: 'TASK_ABORTED', message: 'The session was deleted.' },
+          });
+        }
+        return;
+      }
+      await deps.endings.ended((await deps.store.getTask(task.id)) ?? { ...task, ...ending, sealedEnv: null });
+    } catch (storeError) {
+      // The store failed (its session deleted meanwhile, a full disk): the task's waiters still get its end.
+      deps.logger.error({ err: storeError, taskId: task.id }, 'could not store the end of a task');
+      deps.completions.announce({ ...task, ...ending, sealedEnv: null });
+    }
+  }
+
+  /** The task itself: sandbox, model access, the agent, the output. Failures come back in the outcome. */
+  private async attempt(task: Task, controller: AbortController): Promise<Outcome> {
+    const { deps } = this;
     const signal = controller.signal;
-    const tools: string[] = [];
-    let agentSessionId: string | null = null;
-    let result: AgentRunResult | undefined;
-    let output: unknown;
-    let failure: RunnerError | undefined;
-    let meter: TaskMeter = { usage: { inputTokens: 0, outputTokens: 0, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 }, costUsd: 0, modelCalls: 0 };
+    const outcome: Outcome = { failure: undefined, output: null, tools: [], meter: emptyMeter(), agentSessionId: null, resumed: false };
     let handle: SandboxHandle | undefined;
     let countersBefore: ResourceCounters | undefined;
     let granted = false;
-    let timer: NodeJS.Timeout | undefined;
     let watcher: NodeJS.Timeout | undefined;
     /** Text and thinking deltas pass through it: a secret split across two deltas is still caught. */
     let streamed: AgentEventRedactor | undefined;
-
-    const session = await deps.store.getSessionByKey(task.sessionKey);
-    const resumedBefore = (session?.turns ?? 0) > 0;
-    await deps.announcements.settled(task.id);
-    await deps.events.append(task.sessionKey, task.id, 'task_start', { taskId: task.id, sessionId: task.sessionId, resumed: resumedBefore });
-
     const checkAborted = (): void => {
       if (signal.aborted) throw signal.reason;
     };
     try {
+      const session = await deps.store.getSessionByKey(task.sessionKey);
+      outcome.resumed = (session?.turns ?? 0) > 0;
+      await deps.announcements.settled(task.id);
+      await deps.events.append(task.sessionKey, task.id, 'task_start', { taskId: task.id, sessionId: task.sessionId, resumed: outcome.resumed });
       if (!session) throw new RunnerError('INTERNAL', 'The task has no session.');
+      checkAborted();
       const template = deps.templates.get(session.agent);
       deps.gateway.checkConfigured();
       const budgetUsd = this.budgetFor(task, session);
@@ -158,13 +238,12 @@ export class TaskExecution {
       });
       granted = true;
       checkAborted();
-      const timeoutMs = task.options.timeoutMs ?? deps.defaults.timeoutMs;
-      timer = setTimeout(() => controller.abort(new RunnerError('TASK_TIMEOUT', `The task ran past its limit of ${timeoutMs} ms.`)), timeoutMs);
       const env = deps.sealer.unseal(task.sealedEnv);
       deps.redactor.add(task.sessionKey, ...Object.values(env));
       streamed = new AgentEventRedactor(deps.redactor, [...Object.values(env), access.token], task.sessionKey);
       const schema = task.options.outputSchema ?? template.outputSchema;
-      result = await deps.runtime.run({
+      const model = template.model ?? deps.defaults.model;
+      const result = await deps.runtime.run({
         taskId: task.id,
         sessionKey: session.key,
         sessionId: session.id,
@@ -172,64 +251,34 @@ export class TaskExecution {
         prompt: composePrompt(task.message, task.context),
         systemPrompt: { mode: template.systemPromptMode, text: buildSystemPrompt(template.agentsMd, schema ? null : template.outputMd) },
         ...(schema ? { outputSchema: schema } : {}),
-        ...(template.model ?? deps.defaults.model ? { model: template.model ?? deps.defaults.model } : {}),
-        maxTurns: task.options.maxTurns ?? template.maxTurns ?? deps.defaults.maxTurns,
+        ...(model ? { model } : {}),
+        maxTurns: lowered(task.options.maxTurns, template.maxTurns ?? deps.defaults.maxTurns)!,
         env,
         modelEndpoint: { baseUrl: SANDBOX_GATEWAY_URL, keyHelper: SANDBOX_KEY_HELPER },
         processEnv: { ...proxyEnv(network.mode), CLAUDE_CODE_MAX_RETRIES: String(deps.defaults.modelMaxRetries) },
         resumeId: session.agentSessionId,
         signal,
         onEvent: (event) => {
-          if (event.type === 'tool_start' && !tools.includes(event.data.tool)) tools.push(event.data.tool);
-          if (event.type === 'init') agentSessionId = event.data.agentSessionId;
+          if (event.type === 'tool_start' && !outcome.tools.includes(event.data.tool)) outcome.tools.push(event.data.tool);
+          if (event.type === 'init') outcome.agentSessionId = event.data.agentSessionId;
           for (const safe of streamed!.events(event)) void this.appendAgentEvent(task, safe);
         },
       });
-      agentSessionId = result.agentSessionId;
+      outcome.agentSessionId = result.agentSessionId;
+      outcome.resumed = result.resumed && !result.resumeLost;
       checkAborted();
-      output = shapeOutput(result.text, result.structuredOutput, template, schema ?? null);
+      outcome.output = shapeOutput(result.text, result.structuredOutput, template, schema ?? null);
     } catch (error) {
-      failure = signal.aborted && signal.reason instanceof RunnerError ? signal.reason : toRunnerError(error);
+      outcome.failure = signal.aborted && signal.reason instanceof RunnerError ? signal.reason : toRunnerError(error, deps.logger);
     } finally {
-      clearTimeout(timer);
       clearInterval(watcher);
       for (const safe of streamed?.flush() ?? []) void this.appendAgentEvent(task, safe);
     }
-    if (granted) meter = await deps.gateway.closeTask(task.id);
+    if (granted) outcome.meter = await deps.gateway.closeTask(task.id);
     // A tool killed for memory or processes may not fail the agent; it still fails the task, clearly.
-    if (handle && countersBefore) failure = (await this.limitFailureSince(handle, countersBefore)) ?? failure;
-    if (failure && handle) await this.cleanUpAfterFailure(task, failure, handle);
-
-    const finishedAt = Date.now();
-    const status: FinalTaskStatus = failure ? statusForFailure(failure.code) : 'succeeded';
-    const error: ErrorBody | null = failure ? deps.redactor.redactDeep(failure.toBody(), task.sessionKey) : null;
-    const resumed = result ? result.resumed && !result.resumeLost : resumedBefore;
-    // The session first: once the task ends, the session's next task may be claimed at once, and it
-    // must find the conversation id (a new agent process resumes it) and the activity time (the idle
-    // sweep) of this one. The money was spent and the transcript moved on even if the task was ended elsewhere.
-    await deps.store.recordSessionActivity(task.sessionKey, {
-      costUsd: meter.costUsd, turn: meter.modelCalls > 0, agentSessionId: agentSessionId ?? undefined, at: finishedAt,
-    });
-    const ended = await deps.store.finishTask(task.id, deps.runnerId, {
-      status, finishedAt, costUsd: meter.costUsd, durationMs: finishedAt - startedAt, tools,
-      output: failure ? null : deps.redactor.redactDeep(output, task.sessionKey), error, resumed, usage: meter.usage,
-    });
-    if (!ended) {
-      deps.logger.warn({ taskId: task.id }, 'task was ended elsewhere while it ran here; its outcome is dropped');
-      return;
-    }
-    if (failure) {
-      if (status === 'aborted') await deps.events.append(task.sessionKey, task.id, 'abort', { taskId: task.id });
-      await deps.events.append(task.sessionKey, task.id, 'task_error', {
-        taskId: task.id, status, error: error!, cost: meter.costUsd, duration: finishedAt - startedAt,
-      });
-    } else {
-      await deps.events.append(task.sessionKey, task.id, 'task_complete', {
-        taskId: task.id, output, cost: meter.costUsd, duration: finishedAt - startedAt, tools, resumed,
-      });
-    }
-    const final = await deps.store.getTask(task.id);
-    if (final) deps.completions.announce(final);
+    if (handle && countersBefore) outcome.failure = (await this.limitFailureSince(handle, countersBefore)) ?? outcome.failure;
+    if (outcome.failure && handle) await this.cleanUpAfterFailure(task, outcome.failure, handle);
+    return outcome;
   }
 
   private async appendAgentEvent(task: Task, event: AgentEvent): Promise<void> {
@@ -240,9 +289,9 @@ export class TaskExecution {
     }
   }
 
-  /** The smaller of the task's budget and what is left of the session's. */
+  /** The task's budget (at most MAX_BUDGET_USD), and at most what is left of the session's. */
   private budgetFor(task: Task, session: Session): number | undefined {
-    const taskBudget = task.options.budgetUsd ?? this.deps.defaults.taskBudgetUsd;
+    const taskBudget = lowered(task.options.budgetUsd, this.deps.defaults.taskBudgetUsd);
     const sessionBudget = this.deps.defaults.sessionBudgetUsd;
     const sessionLeft = sessionBudget === undefined ? undefined : sessionBudget - session.totalCostUsd;
     if (taskBudget === undefined) return sessionLeft;
@@ -269,12 +318,21 @@ export class TaskExecution {
     }
   }
 
+  /**
+   * After a failure: a stop (abort, timeout, budget, limit) stops the sandbox;
+   * otherwise the runtime has decided whether the session's agent lives on (it
+   * does after MAX_TURNS_REACHED or OUTPUT_INVALID), and if it does not, what
+   * it left running in the sandbox is killed.
+   */
   private async cleanUpAfterFailure(task: Task, failure: RunnerError, handle: SandboxHandle): Promise<void> {
     const { deps } = this;
     try {
-      await deps.runtime.release(task.sessionKey);
-      if (STOP_SANDBOX_ON.has(failure.code)) await deps.sandbox.stop(task.sessionKey);
-      else await deps.sandbox.killAgentProcesses(handle);
+      if (STOP_SANDBOX_ON.has(failure.code)) {
+        await deps.runtime.release(task.sessionKey);
+        await deps.sandbox.stop(task.sessionKey);
+      } else if (!deps.runtime.liveSessions().includes(task.sessionKey)) {
+        await deps.sandbox.killAgentProcesses(handle);
+      }
     } catch (error) {
       deps.logger.warn({ err: error, taskId: task.id }, 'cleaning up after a failed task went wrong');
     }
@@ -296,7 +354,13 @@ function proxyEnv(mode: NetworkMode): Record<string, string> {
   };
 }
 
-export function toRunnerError(error: unknown): RunnerError {
+function emptyMeter(): TaskMeter {
+  return { usage: { inputTokens: 0, outputTokens: 0, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 }, costUsd: 0, modelCalls: 0 };
+}
+
+/** A bug's own text (SQL, paths) goes to the log, never to the caller. */
+export function toRunnerError(error: unknown, logger: { error(obj: object, msg?: string): void }): RunnerError {
   if (error instanceof RunnerError) return error;
-  return new RunnerError('INTERNAL', `Internal error: ${(error as Error)?.message ?? String(error)}`);
+  logger.error({ err: error }, 'task failed on an internal error');
+  return new RunnerError('INTERNAL');
 }

@@ -15,6 +15,7 @@ import type { Redactor } from '../secrets/redactor.ts';
 import type { SessionService } from '../sessions/session-service.ts';
 import { checkUserSchema } from '../templates/output.ts';
 import type { TaskCompletions } from './completions.ts';
+import type { TaskEndings } from './task-endings.ts';
 import type { QueueAnnouncements } from './queue-announcements.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { TaskExecution } from './task-execution.ts';
@@ -37,6 +38,7 @@ export interface TaskServiceDeps {
   scheduler: Scheduler;
   execution: TaskExecution;
   completions: TaskCompletions;
+  endings: TaskEndings;
   announcements: QueueAnnouncements;
   sealer: EnvSealer;
   redactor: Redactor;
@@ -117,6 +119,11 @@ export class TaskService {
   }
 
   /** At shutdown, after running tasks ended: every caller still waiting (on a queued task) is answered. */
+  /** Callers blocked on POST /task right now. */
+  waitingCallers(): number {
+    return this.deps.completions.waiting();
+  }
+
   releaseWaiters(): void {
     this.deps.completions.releaseAll(new RunnerError(
       'SHUTTING_DOWN', 'The server is shutting down before the task ran: it stays queued and runs after the restart (GET /tasks/:taskId follows it).',
@@ -143,8 +150,10 @@ export class TaskService {
   async abortSessionByKey(sessionKey: string, reason: RunnerError): Promise<AbortOutcome> {
     // Queued first, so the scheduler cannot start one of them when the running task ends.
     const queued = await this.deps.store.abortQueuedTasks({ sessionKey }, reason.toBody(), Date.now());
-    await this.announceAborted(sessionKey, queued);
-    const running = this.deps.execution.runningTaskOf(sessionKey) ?? null;
+    await this.announceAborted(queued);
+    // The store knows a task claimed a moment ago that the execution has not registered yet.
+    const unfinished = await this.deps.store.oldestUnfinishedTask(sessionKey);
+    const running = this.deps.execution.runningTaskOf(sessionKey) ?? (unfinished?.status === 'running' ? unfinished.id : null);
     if (running) await this.deps.execution.stop(running, reason);
     return { running, queued };
   }
@@ -155,7 +164,7 @@ export class TaskService {
     const reason = new RunnerError('TASK_ABORTED', 'The task was aborted.');
     if (task.status === 'queued') {
       const ended = await this.deps.store.abortQueuedTasks({ taskId }, reason.toBody(), Date.now());
-      await this.announceAborted(task.sessionKey, ended);
+      await this.announceAborted(ended);
       // Claimed in the meantime: it is running now, and is stopped below.
       if (ended.length === 0) task = await this.get(tenantId, taskId);
     }
@@ -163,15 +172,10 @@ export class TaskService {
     return this.get(tenantId, taskId);
   }
 
-  private async announceAborted(sessionKey: string, taskIds: string[]): Promise<void> {
+  private async announceAborted(taskIds: string[]): Promise<void> {
     for (const taskId of taskIds) {
       const task = await this.deps.store.getTask(taskId);
-      if (!task) continue;
-      await this.deps.events.append(sessionKey, taskId, 'abort', { taskId });
-      await this.deps.events.append(sessionKey, taskId, 'task_error', {
-        taskId, status: task.status, error: task.error ?? { code: 'TASK_ABORTED', message: 'The task was aborted.' }, cost: 0, duration: 0,
-      });
-      this.deps.completions.announce(task);
+      if (task) await this.deps.endings.ended(task);
     }
   }
 }

@@ -45,6 +45,12 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
   });
 
   app.post('/task', async (request, reply) => {
+    // The task is durable: a caller that goes away stops waiting, not the task. (The request's own
+    // 'close' fires once its body is read; the response's tells when the connection is gone.)
+    const gone = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) gone.abort(new Error('caller went away'));
+    });
     const body = parseInput(submitBody, request.body);
     const keyHeader = request.headers['idempotency-key'];
     const key = keyHeader === undefined ? undefined : parseInput(idempotencyKey, keyHeader);
@@ -65,9 +71,6 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     });
     if (!created) reply.header('idempotent-replay', 'true');
     if (!body.wait) return reply.code(202).send({ taskId: task.id, sessionId: task.sessionId, status: task.status });
-    // The task is durable: a caller that goes away stops waiting, not the task.
-    const gone = new AbortController();
-    request.raw.on('close', () => gone.abort(new Error('caller went away')));
     const answered = new Promise<void>((resolve) => reply.raw.once('close', () => resolve()));
     answering.add(answered);
     void answered.then(() => answering.delete(answered));
