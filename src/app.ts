@@ -15,6 +15,7 @@ import { newId } from './core/ids.ts';
 import type { SandboxDriver } from './core/ports/sandbox.ts';
 import type { Store } from './core/ports/store.ts';
 import { EventLog } from './events/event-log.ts';
+import { StreamStarts } from './events/stream-starts.ts';
 import { SocketModelGateway } from './gateway/gateway.ts';
 import { ApiAuth } from './http/auth.ts';
 import { buildHttpApp } from './http/app.ts';
@@ -171,7 +172,7 @@ export async function createRunner(config: Config): Promise<Runner> {
 
   const auth = new ApiAuth(config.apiKeys);
   const http = await buildHttpApp({
-    tasks, sessions, events, store, files, auth, logger,
+    tasks, sessions, events, streamStarts: new StreamStarts(store), files, auth, logger,
     bodyLimitBytes: config.limits.bodyLimitBytes,
     fileUploadLimitBytes: config.limits.fileUploadLimitBytes,
     streamBufferBytes: config.events.streamBufferBytes,

@@ -10,8 +10,8 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { RunnerError } from '../core/errors.ts';
 import type { Session } from '../core/model.ts';
-import type { Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
+import type { StreamStarts } from '../events/stream-starts.ts';
 import type { SessionService } from '../sessions/session-service.ts';
 import type { TaskService } from '../tasks/task-service.ts';
 import type { WorkspaceFiles } from '../workspace/files.ts';
@@ -38,7 +38,7 @@ export interface HttpDeps {
   tasks: TaskService;
   sessions: SessionService;
   events: EventLog;
-  store: Store;
+  streamStarts: StreamStarts;
   files: WorkspaceFiles;
   auth: ApiAuth;
   logger: Logger;

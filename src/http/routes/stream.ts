@@ -103,28 +103,6 @@ function requestedSeq(request: FastifyRequest, header: boolean): number | undefi
   return parseSeq(fromHeader ?? (request.query as { after?: string }).after);
 }
 
-/** Where a session stream starts when the client does not say. */
-async function defaultStart(deps: HttpDeps, session: Session): Promise<number> {
-  const inFlight = await deps.store.oldestUnfinishedTask(session.key);
-  if (inFlight) {
-    const first = await deps.store.taskFirstEventSeq(session.key, inFlight.id);
-    if (first !== null) return first - 1;
-  }
-  return (await deps.store.eventBounds(session.key)).lastSeq;
-}
-
-/**
- * Where a task stream starts: just before its task_queued. When that fell
- * out of the log (retention), from the start of the log, so the client is
- * told about the gap instead of silently getting half a task.
- */
-async function taskStart(deps: HttpDeps, task: Task): Promise<number> {
-  const first = await deps.store.taskFirstEventSeq(task.sessionKey, task.id);
-  if (first === null) return task.status === 'queued' ? (await deps.store.eventBounds(task.sessionKey)).lastSeq : 0;
-  const [event] = await deps.store.readEvents(task.sessionKey, first - 1, 1);
-  return event?.type === 'task_queued' ? first - 1 : 0;
-}
-
 function endsTask(task: Task, event: StoredEvent): boolean {
   return event.taskId === task.id && (event.type === 'task_complete' || event.type === 'task_error');
 }
@@ -172,8 +150,8 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
   /** A session stream: `connected`, then events (all of them, for a session created after the stream opened). */
   const follow = async (stream: Stream, request: FastifyRequest, found: Session | undefined, requested: number | undefined): Promise<void> => {
     if (found) {
-      const start = await connected(found, requested);
-      stream.write(start.frame);
+      const start = await deps.streamStarts.session(found, requested);
+      stream.write({ event: 'connected', data: JSON.stringify({ type: 'connected', ...start.connected }) });
       await stream.subscribe(found.key, start.after);
       return;
     }
@@ -183,15 +161,6 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
     if (session && stream.open) await stream.subscribe(session.key, 0);
   };
 
-  /** The `connected` frame: the seed's {busy, turns}, plus where the stream starts (after) and where the log ends (lastSeq). */
-  const connected = async (session: Session, requested: number | undefined): Promise<{ after: number; frame: OutFrame }> => {
-    const summary = await deps.store.summarizeSession(session.key);
-    const { lastSeq } = await deps.store.eventBounds(session.key);
-    // An after past the end (a session deleted and created again, a confused client) means "from now".
-    const after = Math.min(requested ?? await defaultStart(deps, session), lastSeq);
-    const data = { type: 'connected', sessionId: session.id, busy: (summary?.running ?? 0) > 0, turns: session.turns, lastSeq, after };
-    return { after, frame: { event: 'connected', data: JSON.stringify(data) } };
-  };
 
   /** Subscription, backpressure, heartbeat and bookkeeping, the same for both transports. */
   const pump = (transport: Transport, request: FastifyRequest): Stream => {
@@ -347,7 +316,7 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
     const stream = sse(reply, request);
     let ended = false;
     try {
-      const after = requested ?? await taskStart(deps, task);
+      const after = requested ?? await deps.streamStarts.task(task);
       stream.write({ event: 'connected', data: JSON.stringify({ type: 'connected', taskId: task.id, sessionId: task.sessionId, status: task.status, after }) });
       await stream.subscribe(task.sessionKey, after, (event) => {
         if (event.taskId !== task.id || ended) return false;
@@ -359,7 +328,7 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
         return true;
       });
       // Ended, but its last event is not (or no longer) in the log: end the stream instead of hanging.
-      const current = await deps.store.getTask(task.id);
+      const current = await deps.tasks.get(request.caller.tenantId, task.id).catch(() => undefined);
       if (!ended && current && isFinal(current.status)) {
         await new Promise((resolve) => setTimeout(resolve, FINAL_EVENT_GRACE_MS));
         stream.end();
