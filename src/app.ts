@@ -38,6 +38,8 @@ import { TemplateCatalog } from './templates/catalog.ts';
 import { WorkspaceFiles } from './workspace/files.ts';
 import { SessionDirectories } from './workspace/session-dirs.ts';
 
+const HEALTH_CHECK_CACHE_MS = 3_000;
+
 export interface Runner {
   config: Config;
   runnerId: string;
@@ -87,7 +89,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   const store = await openSqliteStore({ file: join(config.dataDir, 'runner.db') });
   const templates = new TemplateCatalog(config.agentDir, config.defaultAgent);
   const dirs = new SessionDirectories(config.dataDir);
-  const sealer = EnvSealer.fromDataDir(config.dataDir, process.env.RUNNER_SECRET_KEY);
+  const sealer = EnvSealer.fromDataDir(config.dataDir, config.secretKey);
   const files = new WorkspaceFiles();
   const dockerSandbox = new DockerSandboxDriver({
     docker: { socketPath: config.sandbox.dockerSocket },
@@ -170,6 +172,18 @@ export async function createRunner(config: Config): Promise<Runner> {
     costTotal.inc(task.costUsd ?? 0);
   });
 
+  // /health is open and not rate limited: the Docker engine is asked at most every few seconds.
+  let dockerChecked: { at: number; result: Promise<string> } | undefined;
+  const dockerHealth = (): Promise<string> => {
+    if (!dockerChecked || Date.now() - dockerChecked.at > HEALTH_CHECK_CACHE_MS) {
+      dockerChecked = {
+        at: Date.now(),
+        result: sandbox.check().then(() => 'ok', (error: unknown) => (error instanceof RunnerError ? `${error.code}: ${error.message}` : 'unavailable')),
+      };
+    }
+    return dockerChecked.result;
+  };
+
   const auth = new ApiAuth(config.apiKeys);
   const http = await buildHttpApp({
     tasks, sessions, events, streamStarts: new StreamStarts(store), files, auth, logger,
@@ -179,12 +193,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     rateLimitPerMinute: config.limits.rateLimitPerMinute,
     workspaceOwner: process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : undefined,
     health: async () => {
-      let docker: string = 'ok';
-      try {
-        await sandbox.check();
-      } catch (error) {
-        docker = error instanceof RunnerError ? `${error.code}: ${error.message}` : String(error);
-      }
+      const docker = await dockerHealth();
       return {
         status: docker === 'ok' && accepting ? 'ok' : 'degraded',
         docker,

@@ -72,6 +72,7 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   RUNNER_ID: optionalText,
   CLAUDE_EXECUTABLE: optionalText,
+  RUNNER_SECRET_KEY: optionalText,
 });
 
 /** Every variable the runner reads (README "Configuration" documents each; a test checks it). */
@@ -130,6 +131,8 @@ export interface Config {
   logLevel: string;
   runnerId: string | undefined;
   claudeExecutable: string | undefined;
+  /** base64 32-byte key sealing task env at rest; generated in DATA_DIR when absent. */
+  secretKey: string | undefined;
   /** Warnings to log once the logger exists (e.g. a remote bind refused). */
   warnings: string[];
 }
@@ -209,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     runnerId: e.RUNNER_ID,
     claudeExecutable: e.CLAUDE_EXECUTABLE,
+    secretKey: e.RUNNER_SECRET_KEY,
     warnings,
   };
 }

@@ -8,7 +8,7 @@
 export const errorTable = {
   // 400: the caller sent something we will not accept
   INVALID_REQUEST: { status: 400, message: 'The request is not valid.' },
-  INVALID_SESSION_ID: { status: 400, message: 'Session ids are 1-128 characters: letters, digits, "_", "-", "." (not first).' },
+  INVALID_SESSION_ID: { status: 400, message: 'Session ids are 1-128 characters: letters, digits and _ - . @ : + = (a letter or digit first).' },
   INVALID_ENV: { status: 400, message: 'The env object is not allowed.' },
   INVALID_PATH: { status: 400, message: 'The path is not inside the workspace.' },
   INVALID_SCHEMA: { status: 400, message: 'The JSON Schema is too large, too deep or not valid.' },

@@ -78,8 +78,12 @@ export interface Page<T> {
 
 export const DEFAULT_TENANT = 'default';
 
-/** Public ids (sessions, tenants): safe as path segments and container labels. */
-export const PUBLIC_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/**
+ * Public ids (sessions, tenants): URL path segments and container labels,
+ * never file names (folders are named by internal keys). "@", ":", "+" and "="
+ * let products use an email or a "tenant:user" id as is.
+ */
+export const PUBLIC_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.@:+=-]{0,127}$/;
 
 export function isValidPublicId(value: unknown): value is string {
   return typeof value === 'string' && PUBLIC_ID_PATTERN.test(value);

@@ -29,10 +29,6 @@ const transitions: Record<TaskStatus, readonly TaskStatus[]> = {
   budget_exceeded: [],
 };
 
-export function canTransition(from: TaskStatus, to: TaskStatus): boolean {
-  return transitions[from].includes(to);
-}
-
 export function isFinal(status: TaskStatus): status is FinalTaskStatus {
   return transitions[status].length === 0;
 }
@@ -53,8 +49,6 @@ export const failureStatus = {
   SANDBOX_IMAGE_MISSING: 'failed',
   INTERNAL: 'failed',
 } as const satisfies Partial<Record<ErrorCode, FinalTaskStatus>>;
-
-export type TaskFailureCode = keyof typeof failureStatus;
 
 export function statusForFailure(code: ErrorCode): FinalTaskStatus {
   return (failureStatus as Partial<Record<ErrorCode, FinalTaskStatus>>)[code] ?? 'failed';

@@ -12,7 +12,7 @@ import { RunnerError } from '../core/errors.ts';
 import type { Session } from '../core/model.ts';
 import type { EventLog } from '../events/event-log.ts';
 import type { StreamStarts } from '../events/stream-starts.ts';
-import type { SessionService } from '../sessions/session-service.ts';
+import { assertSessionId, type SessionService } from '../sessions/session-service.ts';
 import type { TaskService } from '../tasks/task-service.ts';
 import type { WorkspaceFiles } from '../workspace/files.ts';
 import type { ApiAuth, Caller } from './auth.ts';
@@ -105,7 +105,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
   app.post('/auth/stream-token', async (request) => {
     const body = parseInput(streamTokenBody, request.body ?? {});
-    if (body.sessionId) await deps.sessions.get(request.caller.tenantId, body.sessionId);
+    // The session may not exist yet: a browser opens its stream before the session's first task.
+    if (body.sessionId) assertSessionId(body.sessionId);
     return deps.auth.issueStreamToken(request.caller, body.sessionId, body.ttlSeconds * 1000);
   });
 

@@ -3,6 +3,7 @@
  * first and keep their names (taskId, sessionId, output, cost, duration,
  * tools, resumed); ours follow.
  */
+import { z } from 'zod';
 import type { StoredEvent } from '../core/events.ts';
 import type { Task } from '../core/model.ts';
 import type { SessionView } from '../sessions/session-service.ts';
@@ -29,16 +30,8 @@ export function taskView(task: Task) {
 
 /** The blocking POST /task answer: exactly the seed's shape, plus status. */
 export function taskResultView(task: Task) {
-  return {
-    taskId: task.id,
-    sessionId: task.sessionId,
-    output: task.output ?? null,
-    cost: task.costUsd ?? 0,
-    duration: task.durationMs ?? 0,
-    tools: task.tools,
-    resumed: task.resumed ?? false,
-    status: task.status,
-  };
+  const { taskId, sessionId, output, cost, duration, tools, resumed, status } = taskView(task);
+  return { taskId, sessionId, output, cost, duration, tools, resumed, status };
 }
 
 export function sessionView(session: SessionView) {
@@ -53,7 +46,21 @@ export function sessionView(session: SessionView) {
     agentLive: session.agentLive,
     createdAt: iso(session.createdAt),
     lastActivity: iso(session.lastActivityAt),
+    ...(session.lastTaskId !== undefined ? { lastTaskId: session.lastTaskId } : {}),
   };
+}
+
+/** What POST /task answers when the task has not ended (wait: false, or a shutdown). */
+export function acceptedView(task: Task) {
+  return { taskId: task.id, sessionId: task.sessionId, status: task.status };
+}
+
+/** ?limit=&cursor= of a paginated list. */
+export function pageQuery(defaultLimit: number, maxLimit: number) {
+  return z.object({
+    limit: z.coerce.number().int().min(1).max(maxLimit).default(defaultLimit),
+    cursor: z.string().max(500).optional(),
+  });
 }
 
 /** A stream frame: the seed's flat shape ({type, ...fields}) plus seq, taskId and ts. */

@@ -1,5 +1,5 @@
 // Rules, turn builders and the choice of the turn that answers a request.
-import { detectSideCall, readConversation } from './conversation.ts';
+import { readConversation } from './conversation.ts';
 import type { Conversation } from './conversation.ts';
 import type {
   MessagesRequest,

@@ -38,6 +38,8 @@ export interface SessionServiceDeps {
 export interface SessionView extends SessionSummary {
   busy: boolean;
   agentLive: boolean;
+  /** Only filled in by describe (one session). */
+  lastTaskId?: string | null;
 }
 
 export class SessionService {
@@ -116,7 +118,8 @@ export class SessionService {
     const session = await this.get(tenantId, sessionId);
     const summary = await this.deps.store.summarizeSession(session.key);
     if (!summary) throw new RunnerError('SESSION_NOT_FOUND');
-    return this.view(summary);
+    const recent = await this.deps.store.listTasks(session.key, { limit: 1 });
+    return { ...this.view(summary), lastTaskId: recent.items[0]?.id ?? null };
   }
 
   async list(tenantId: string | null, page: PageRequest): Promise<Page<SessionView>> {

@@ -10,7 +10,7 @@
  */
 import { RunnerError, type ErrorBody } from '../core/errors.ts';
 import type { Session, Task } from '../core/model.ts';
-import type { AgentEvent, AgentRunResult, AgentRuntime } from '../core/ports/agent-runtime.ts';
+import type { AgentEvent, AgentRuntime } from '../core/ports/agent-runtime.ts';
 import { SANDBOX_GATEWAY_URL, SANDBOX_KEY_HELPER, type ModelGateway, type TaskMeter } from '../core/ports/model-gateway.ts';
 import type { NetworkMode, ResourceCounters, SandboxDriver, SandboxHandle } from '../core/ports/sandbox.ts';
 import type { Store } from '../core/ports/store.ts';

@@ -51,6 +51,15 @@ describe('task lifecycle edges', () => {
     assert.equal(short.body.error.code, 'TASK_TIMEOUT');
   });
 
+  test('an email works as a session id, as seed clients use them', async () => {
+    const res = await h.api('/task', { method: 'POST', json: { sessionId: 'alice@startup.io', message: 'lc-quick', wait: false } });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const session = await h.api(`/session/${encodeURIComponent('alice@startup.io')}`);
+    assert.equal(session.status, 200);
+    assert.equal(session.body.sessionId, 'alice@startup.io');
+    assert.equal(session.body.lastTaskId, res.body.taskId);
+  });
+
   test('when the store fails as a task ends, its caller is answered all the same', async () => {
     const store = h.runner.store;
     const original = store.recordSessionActivity.bind(store);

@@ -1,19 +1,15 @@
 /** Session routes: the seed's list, details, delete and reset, paginated where they grow. */
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
 import { parseInput } from '../errors.ts';
-import { sessionView } from '../views.ts';
+import { pageQuery, sessionView } from '../views.ts';
 import type { HttpDeps } from '../app.ts';
 
-const pageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(500).default(100),
-  cursor: z.string().max(500).optional(),
-});
+const sessionsPage = pageQuery(100, 500);
 
 export function sessionRoutes(app: FastifyInstance, deps: HttpDeps): void {
   // The seed answers with an array; the next page's cursor travels in a header so that stays true.
   app.get('/sessions', async (request, reply) => {
-    const query = parseInput(pageQuery, request.query);
+    const query = parseInput(sessionsPage, request.query);
     const page = await deps.sessions.list(request.caller.tenantId, { limit: query.limit, cursor: query.cursor ?? null });
     if (page.nextCursor) {
       reply.header('x-next-cursor', page.nextCursor);
@@ -24,9 +20,7 @@ export function sessionRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
   app.get('/session/:sessionId', async (request) => {
     const { sessionId } = request.params as { sessionId: string };
-    const session = await deps.sessions.describe(request.caller.tenantId, sessionId);
-    const recent = await deps.tasks.list(request.caller.tenantId, sessionId, { limit: 1 });
-    return { ...sessionView(session), lastTaskId: recent.items[0]?.id ?? null };
+    return sessionView(await deps.sessions.describe(request.caller.tenantId, sessionId));
   });
 
   app.delete('/session/:sessionId', async (request) => {

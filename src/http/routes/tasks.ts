@@ -2,13 +2,12 @@
  * Task routes. POST /task keeps the seed's blocking behaviour (answers when
  * the task ends); with "wait": false it answers 202 at once.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { RunnerError } from '../../core/errors.ts';
-import { isFinal } from '../../core/task-status.ts';
+import { isErrorCode, RunnerError } from '../../core/errors.ts';
 import type { Task } from '../../core/model.ts';
 import { parseInput, sendError } from '../errors.ts';
-import { taskResultView, taskView } from '../views.ts';
+import { acceptedView, pageQuery, taskResultView, taskView } from '../views.ts';
 import type { HttpDeps } from '../app.ts';
 
 const submitBody = z.object({
@@ -26,10 +25,7 @@ const submitBody = z.object({
 
 const idempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 
-const pageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(500).optional(),
-});
+const tasksPage = pageQuery(50, 200);
 
 export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
   // Blocking POST /task answers still being written; shutdown lets them go out before connections are cut.
@@ -70,7 +66,7 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     });
     if (!created) reply.header('idempotent-replay', 'true');
-    if (!body.wait) return reply.code(202).send({ taskId: task.id, sessionId: task.sessionId, status: task.status });
+    if (!body.wait) return reply.code(202).send(acceptedView(task));
     const answered = new Promise<void>((resolve) => reply.raw.once('close', () => resolve()));
     answering.add(answered);
     void answered.then(() => answering.delete(answered));
@@ -111,7 +107,7 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
   app.get('/session/:sessionId/tasks', async (request, reply) => {
     const { sessionId } = request.params as { sessionId: string };
-    const query = parseInput(pageQuery, request.query);
+    const query = parseInput(tasksPage, request.query);
     const page = await deps.tasks.list(request.caller.tenantId, sessionId, { limit: query.limit, cursor: query.cursor ?? null });
     if (page.nextCursor) reply.header('x-next-cursor', page.nextCursor);
     return { tasks: page.items.map(taskView), nextCursor: page.nextCursor };
@@ -119,9 +115,11 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
 }
 
 /** A finished task as the blocking POST /task answers it: 200 with the seed's shape, or the error's status. */
-function sendTaskResult(reply: import('fastify').FastifyReply, task: Task) {
-  if (!isFinal(task.status)) return reply.code(202).send({ taskId: task.id, sessionId: task.sessionId, status: task.status });
+function sendTaskResult(reply: FastifyReply, task: Task) {
   if (task.status === 'succeeded') return reply.send(taskResultView(task));
-  const error = task.error ? new RunnerError(task.error.code, task.error.message, task.error.details) : new RunnerError('INTERNAL');
+  // A code read back from the store is checked: one an older version wrote may be gone from the table.
+  const error = task.error && isErrorCode(task.error.code)
+    ? new RunnerError(task.error.code, task.error.message, task.error.details)
+    : new RunnerError('INTERNAL');
   return sendError(reply, error, { ...taskResultView(task), output: undefined });
 }
