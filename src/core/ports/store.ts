@@ -1,6 +1,6 @@
 /**
  * The store port: everything the domain keeps durably. Adapters live in
- * src/store/<dialect>/; only src/main.ts picks one. Every method that changes
+ * src/store/<dialect>/; only src/app.ts picks one. Every method that changes
  * more than one row is atomic. Methods never throw HTTP errors: they throw
  * RunnerError with a domain code (QUEUE_FULL, IDEMPOTENCY_CONFLICT, ...).
  */

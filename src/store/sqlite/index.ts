@@ -9,7 +9,7 @@
  * Must not touch: the domain (src/core) — it only maps rows to the records
  * there and throws its RunnerError codes; nor policy — limits and retention
  * come in as arguments, it reads no config or env, emits no events and knows
- * no sandbox. Nothing outside src/store imports from here except src/main.ts,
+ * no sandbox. Nothing outside src/store imports from here except src/app.ts,
  * which picks the store.
  *
  * node:sqlite is synchronous and kysely serializes every query on the one
