@@ -1,6 +1,9 @@
 /**
  * The records the domain works with. Plain data: no behaviour, no storage or
  * transport concerns. Times are epoch milliseconds.
+ *
+ * src/core owns the domain's vocabulary (records, errors, statuses, events)
+ * and the ports adapters implement. It must import nothing outside itself.
  */
 import type { ErrorBody } from './errors.ts';
 import type { TaskStatus } from './task-status.ts';

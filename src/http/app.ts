@@ -2,6 +2,9 @@
  * The HTTP layer: fastify with authentication, rate limits, one error shape,
  * and routes that only parse, call one service and shape the answer.
  * It holds no state and no business rules.
+ *
+ * Owns: routes, authentication, the error shape. Must not touch: the store,
+ * Docker or the runtime (only services), nor decide anything a service decides.
  */
 import rateLimit from '@fastify/rate-limit';
 import websocket from '@fastify/websocket';

@@ -2,6 +2,7 @@
 // `total_cost_usd` / `modelUsage[m].costUSD`. Read from the CLI's own model
 // catalog and checked against its figures (test/scripted-model): keep them in
 // step when the SDK is upgraded, or metered cost and the CLI's cost diverge.
+// Owns: prices and the cost of a usage. Must not touch: metering (the gateway's).
 
 /** USD per million tokens. */
 export interface ModelPrice {

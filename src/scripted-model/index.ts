@@ -3,6 +3,8 @@
  * Messages API to drive the real Claude Code CLI (and the Agent SDK) with no
  * API key and no network, deterministically. For offline demos and for
  * deterministic tests of agents. See README.md in this folder.
+ * Owns: a Messages API stand-in. Must not touch: the runner (it is an
+ * upstream like any other; the runner does not know it is scripted).
  *
  *   const model = await startScriptedModel({
  *     rules: [rule('list files', bash('ls'), text('Here they are.'))],

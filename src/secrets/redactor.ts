@@ -9,6 +9,9 @@
  * events and records show is redacted with the process's secrets and that
  * session's, never another's (else an agent could test a guess against
  * another tenant's secrets by echoing it). Log lines are redacted with all.
+ *
+ * Owns (with sealer.ts): secrets at rest and on the way out. Must not touch:
+ * where secrets come from (config, tasks, the gateway register them).
  */
 
 export const REDACTED = '[REDACTED]';

@@ -2,6 +2,9 @@
  * What callers can do with tasks: submit (blocking or not, idempotent),
  * read, list, wait, abort. A task accepted here is in the store before the
  * caller hears back. Throws RunnerError only; the HTTP layer maps codes.
+ *
+ * Owns (with the rest of src/tasks): the queue and the life of tasks.
+ * Must not touch: HTTP, Docker, SQL, or a session's folders (sessions' own).
  */
 import { createHash } from 'node:crypto';
 import { RunnerError } from '../core/errors.ts';

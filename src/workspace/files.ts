@@ -4,6 +4,9 @@
  * ".." or NUL, or resolves (through any symlink the agent made) outside the
  * workspace; the last component is opened with O_NOFOLLOW so a symlink swapped
  * in after the check is not followed either.
+ *
+ * Owns: host paths of sessions and access to their files. Must not touch:
+ * sessions' records or sandboxes (the session service decides when folders change).
  */
 import { randomBytes } from 'node:crypto';
 import { constants, type ReadStream } from 'node:fs';
