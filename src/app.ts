@@ -12,7 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Config } from './config.ts';
 import { RunnerError } from './core/errors.ts';
 import { newId } from './core/ids.ts';
-import type { SandboxDriver } from './core/ports/sandbox.ts';
+import { AGENT_GID, AGENT_UID, SANDBOX_CLAUDE_PATH, type SandboxDriver } from './core/ports/sandbox.ts';
 import type { Store } from './core/ports/store.ts';
 import { EventLog } from './events/event-log.ts';
 import { StreamStarts } from './events/stream-starts.ts';
@@ -118,7 +118,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   });
   const runtime = new ClaudeAgentRuntime({
     sandbox,
-    executablePath: '/opt/claude/claude',
+    executablePath: SANDBOX_CLAUDE_PATH,
     maxLiveAgents: config.limits.maxLiveAgents,
     idleMs: config.agentIdleMs,
     logger: logger.child({ component: 'runtime' }),
@@ -191,7 +191,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     fileUploadLimitBytes: config.limits.fileUploadLimitBytes,
     streamBufferBytes: config.events.streamBufferBytes,
     rateLimitPerMinute: config.limits.rateLimitPerMinute,
-    workspaceOwner: process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : undefined,
+    workspaceOwner: process.getuid?.() === 0 ? { uid: AGENT_UID, gid: AGENT_GID } : undefined,
     health: async () => {
       const docker = await dockerHealth();
       return {

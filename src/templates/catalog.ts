@@ -12,8 +12,15 @@ import { RunnerError } from '../core/errors.ts';
 import type { NetworkMode } from '../core/ports/sandbox.ts';
 import { checkUserSchema } from './output.ts';
 
-/** Host:port an allowlisted sandbox may reach through the egress proxy ("api.example.com:443", "host.docker.internal:3457"). */
-const allowEntry = z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected host or host:port');
+/**
+ * What an allowlisted sandbox may reach through the egress proxy: "host",
+ * "host:port", "*.domain" or "*.domain:port" (src/gateway/egress-proxy.ts).
+ */
+const ALLOW_ENTRY = /^(\*\.)?[A-Za-z0-9.-]+(?::(\d{1,5}))?$/;
+const allowEntry = z.string().refine((entry) => {
+  const match = ALLOW_ENTRY.exec(entry);
+  return match !== null && (match[2] === undefined || (Number(match[2]) >= 1 && Number(match[2]) <= 65535));
+}, 'expected host, host:port, *.domain or *.domain:port (port 1-65535)');
 
 const runnerJson = z.object({
   network: z.object({

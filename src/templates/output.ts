@@ -4,11 +4,15 @@
  * taken from its final text (fenced or bare), and JSON Schema checks with ajv.
  */
 import { setFlagsFromString } from 'node:v8';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { RunnerError } from '../core/errors.ts';
 
 const MAX_SCHEMA_BYTES = 64 * 1024;
 const MAX_SCHEMA_DEPTH = 32;
+/** Compiled validators kept; a caller may send a new schema with every task. */
+export const MAX_CACHED_VALIDATORS = 100;
+const DRAFT_2020_12 = 'https://json-schema.org/draft/2020-12/schema';
 
 // A caller's `pattern` runs on the runner's event loop: a backtracking one
 // ("^(a+)+$") could freeze every tenant. V8's linear-time engine (flag `l`)
@@ -23,8 +27,91 @@ function linearRegExp(pattern: string): RegExp {
 }
 linearRegExp.code = 'linearRegExp';
 
-const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: linearRegExp } });
-const compiled = new WeakMap<object, ValidateFunction>();
+const AJV_OPTIONS: Options = { allErrors: true, strict: false, code: { regExp: linearRegExp } };
+/**
+ * Instances shared by many callers' schemas never register a schema under its
+ * $id: the same schema compiled again (after a restart or an eviction), or
+ * another caller's schema with the same $id, would then throw "already exists".
+ */
+const SHARED_OPTIONS: Options = { ...AJV_OPTIONS, addUsedSchema: false };
+
+function newAjv(draft2020: boolean, options: Options): Ajv | Ajv2020 {
+  return draft2020 ? new Ajv2020(options) : new Ajv(options);
+}
+
+/** Draft 2020-12 when the schema says so, draft-07 (Ajv's default) otherwise. */
+function isDraft2020(schema: Record<string, unknown>): boolean {
+  return typeof schema.$schema === 'string' && schema.$schema.replace(/#$/, '') === DRAFT_2020_12;
+}
+
+/**
+ * Shared Ajv instances of one generation. An instance keeps every schema it
+ * ever compiled (its code scope holds them; removeSchema does not free that),
+ * so a generation compiles at most MAX_CACHED_VALIDATORS schemas, then a new
+ * one starts: an old generation is freed once its validators leave the cache.
+ */
+class AjvGeneration {
+  compiles = 0;
+  private draft07: Ajv | Ajv2020 | undefined;
+  private draft2020: Ajv | Ajv2020 | undefined;
+
+  instanceFor(draft2020: boolean): Ajv | Ajv2020 {
+    this.compiles += 1;
+    if (draft2020) return (this.draft2020 ??= newAjv(true, SHARED_OPTIONS));
+    return (this.draft07 ??= newAjv(false, SHARED_OPTIONS));
+  }
+}
+
+interface CachedValidator {
+  validate: ValidateFunction;
+  ajv: Ajv | Ajv2020;
+}
+
+/** Least recently used first out; keyed by the schema's JSON text, so a copy read back from the store hits. */
+const validators = new Map<string, CachedValidator>();
+let generation = new AjvGeneration();
+
+function compile(schema: Record<string, unknown>): CachedValidator {
+  const draft2020 = isDraft2020(schema);
+  // A $ref to the schema's own $id resolves only when the $id is registered:
+  // such a schema gets an instance of its own (a few ms), freed with its validator.
+  if (typeof schema.$id === 'string') {
+    const ajv = newAjv(draft2020, AJV_OPTIONS);
+    return { validate: ajv.compile(schema), ajv };
+  }
+  if (generation.compiles >= MAX_CACHED_VALIDATORS) generation = new AjvGeneration();
+  const ajv = generation.instanceFor(draft2020);
+  try {
+    return { validate: ajv.compile(schema), ajv };
+  } catch (error) {
+    // Ajv caches a schema before compiling it: drop what a failed compile left.
+    ajv.removeSchema(schema);
+    throw error;
+  }
+}
+
+function validatorFor(schema: Record<string, unknown>): ValidateFunction {
+  const key = JSON.stringify(schema);
+  const hit = validators.get(key);
+  if (hit) {
+    validators.delete(key);
+    validators.set(key, hit);
+    return hit.validate;
+  }
+  const entry = compile(schema);
+  validators.set(key, entry);
+  if (validators.size > MAX_CACHED_VALIDATORS) {
+    const [oldestKey, oldest] = validators.entries().next().value!;
+    validators.delete(oldestKey);
+    oldest.ajv.removeSchema(oldest.validate.schema);
+  }
+  return entry.validate;
+}
+
+/** How many compiled validators are cached (bounded by MAX_CACHED_VALIDATORS). */
+export function cachedValidatorCount(): number {
+  return validators.size;
+}
 
 function depthOf(value: unknown, limit: number, depth = 0): number {
   if (depth > limit || value === null || typeof value !== 'object') return depth;
@@ -44,7 +131,7 @@ export function checkUserSchema(schema: unknown): Record<string, unknown> {
     throw new RunnerError('INVALID_SCHEMA', `The output schema nests deeper than ${MAX_SCHEMA_DEPTH} levels.`);
   }
   try {
-    compiled.set(schema, ajv.compile(schema));
+    validatorFor(schema as Record<string, unknown>);
   } catch (error) {
     throw new RunnerError('INVALID_SCHEMA', `The output schema does not compile: ${(error as Error).message}`);
   }
@@ -57,11 +144,7 @@ function formatErrors(errors: ErrorObject[] | null | undefined): string[] {
 
 /** Throws OUTPUT_INVALID with ajv's messages when the value does not match. */
 export function validateOutput(schema: Record<string, unknown>, value: unknown): void {
-  let validate = compiled.get(schema);
-  if (!validate) {
-    validate = ajv.compile(schema);
-    compiled.set(schema, validate);
-  }
+  const validate = validatorFor(schema);
   if (!validate(value)) {
     const messages = formatErrors(validate.errors);
     throw new RunnerError('OUTPUT_INVALID', `The agent output does not match the output schema: ${messages.join('; ')}`, { errors: messages });

@@ -9,6 +9,7 @@
  */
 import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { newId } from '../core/ids.ts';
 
 export interface SessionDirs {
   root: string;
@@ -22,14 +23,16 @@ const SESSION_KEY = /^s_[0-9a-z]+$/;
 
 /** Unix socket paths are limited to 107 bytes; keep ours well inside. */
 const MAX_SOCKET_PATH = 100;
+/** Every key newId('s') makes has this length (a fixed-width time, then random hex). */
+const SESSION_KEY_LENGTH = newId('s').length;
 
 export class SessionDirectories {
   private readonly dataDir: string;
 
   constructor(dataDir: string) {
     this.dataDir = dataDir;
-    const longest = join(dataDir, 'sockets', 'x'.repeat(26), 'gateway.sock');
-    if (longest.length > MAX_SOCKET_PATH) {
+    const longest = join(dataDir, 'sockets', 'x'.repeat(SESSION_KEY_LENGTH), 'gateway.sock');
+    if (Buffer.byteLength(longest) > MAX_SOCKET_PATH) {
       throw new Error(`DATA_DIR ${dataDir} is too long for unix socket paths (limit ${MAX_SOCKET_PATH} bytes): choose a shorter path`);
     }
   }

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { ApiAuth } from '../../src/http/auth.ts';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { eventually, startHarness, type Harness } from '../support/harness.ts';
 import { bridgeGateway, readSse, sentinel, sessionContainer, spawnRunner, tryWebSocket } from './support.ts';
 
 const KEY_A = 'key-of-tenant-a-7c1e9d5b3f';
@@ -126,9 +126,14 @@ describe('authentication and tenants', () => {
     } finally {
       t.mock.restoreAll();
     }
-    // A token for another tenant's session cannot even be issued.
+    // A token names a session of its own tenant (which may not exist yet): B's session of that id stays out of reach.
     const foreign = await h.api('/auth/stream-token', { method: 'POST', headers: A, json: { sessionId: 'b-only' } });
-    assert.equal(foreign.status, 404);
+    assert.equal(foreign.status, 200);
+    const ofA = await tryWebSocket(wsUrl(`/stream/b-only?token=${foreign.body.token}`));
+    assert.equal(ofA.opened, true);
+    const first = await eventually(() => ofA.frames[0] as { type: string; turns: number; lastSeq: number } | undefined, 5_000, 'the connected frame');
+    assert.deepEqual([first.type, first.turns, first.lastSeq], ['connected', 0, 0], 'a stream of A\'s (empty) session, not B\'s');
+    ofA.close();
   });
 
   test("tenant A gets 404 for everything of tenant B's (a stream of B's session id shows A nothing of B's), and changes nothing", async () => {

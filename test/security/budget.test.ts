@@ -27,15 +27,15 @@ describe('budgets end an endless tool loop', () => {
   before(async () => {
     assert.ok(Math.abs(CALL - 0.0008) < 1e-12, `one call costs ${CALL}`);
     h = await startHarness({
-      // Below one call by default; sessions may spend a little over three calls.
-      env: { MAX_BUDGET_USD: String(CALL * 0.6), SESSION_BUDGET_USD: String(CALL * 3.5) },
+      // Tasks lower MAX_BUDGET_USD with budgetUsd (never raise it); sessions may spend a little over three calls.
+      env: { MAX_BUDGET_USD: String(CALL * 10), SESSION_BUDGET_USD: String(CALL * 3.5) },
       rules: [loop('budget-default-b3'), loop('budget-field-b3'), loop('budget-session-b3'), loop('budget-after-b3'), rule('budget-small-b3', text('cheap'))],
     });
   });
   after(async () => h?.close());
 
-  test('MAX_BUDGET_USD below one call: the task ends after that call with budget_exceeded / BUDGET_EXCEEDED', async () => {
-    const res = await h.api('/task', { method: 'POST', json: { sessionId: 'b-default', message: 'budget-default-b3' } });
+  test('a budget below one call: the task ends after that call with budget_exceeded / BUDGET_EXCEEDED', async () => {
+    const res = await h.api('/task', { method: 'POST', json: { sessionId: 'b-default', message: 'budget-default-b3', budgetUsd: CALL * 0.6 } });
     assert.equal(res.status, 402, JSON.stringify(res.body));
     assert.equal(res.body.status, 'budget_exceeded');
     assert.equal(res.body.error.code, 'BUDGET_EXCEEDED');

@@ -105,4 +105,28 @@ export function defineEventTests(getStore: () => Store): void {
     await store.resetSession('key-b', 8_000);
     assert.deepEqual((await store.appendEvents([text('key-b', 'after reset')], 8_000)).map((e) => e.seq), [3]);
   });
+
+  test('trimEvents drops a backlog of 50 000 events in steps, serving other queries in between', async () => {
+    const store = getStore();
+    await sessions(store, 'a', 'b', 'c');
+    await store.appendEvents(Array.from({ length: 30_000 }, (_, i) => text('key-a', `old ${i}`)), 1_000);
+    await store.appendEvents(Array.from({ length: 22_000 }, (_, i) => text('key-b', `many ${i}`)), 5_000);
+    await store.appendEvents([text('key-c', 'kept')], 5_000);
+
+    let trimmed = false;
+    const trim = store.trimEvents({ maxEventsPerSession: 2_000, maxEventAgeMs: 2_000 }, 6_000)
+      .then((dropped) => { trimmed = true; return dropped; });
+    // Issued after the trim started: it must not wait for all of it.
+    const during = await store.readEvents('key-a', 0, 1);
+    assert.equal(trimmed, false, 'the read waited for the whole trim');
+    assert.equal(during.length, 1, 'the read ran mid-trim, with old events of key-a still there');
+    assert.ok(during[0]!.seq > 1 && during[0]!.seq <= 30_000, `first seq ${during[0]!.seq}`);
+
+    assert.equal(await trim, 30_000 + 20_000);
+    assert.deepEqual(await store.eventBounds('key-a'), { firstSeq: 0, lastSeq: 30_000 });
+    assert.deepEqual(await store.eventBounds('key-b'), { firstSeq: 20_001, lastSeq: 22_000 });
+    assert.deepEqual((await store.readEvents('key-b', 0, 3)).map((e) => e.data), [{ text: 'many 20000' }, { text: 'many 20001' }, { text: 'many 20002' }]);
+    assert.deepEqual(await store.eventBounds('key-c'), { firstSeq: 1, lastSeq: 1 });
+    assert.equal(await store.trimEvents({ maxEventsPerSession: 2_000, maxEventAgeMs: 2_000 }, 6_000), 0);
+  });
 }

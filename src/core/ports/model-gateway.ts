@@ -7,7 +7,7 @@
  * meters every call's tokens for the task, enforces its budget, and (for the
  * allowlist network policy) is the sandbox's egress proxy.
  */
-import type { NetworkMode } from './sandbox.ts';
+import { SANDBOX_GATEWAY_DIR, type NetworkMode } from './sandbox.ts';
 import type { TokenUsage } from '../model.ts';
 
 export interface ModelCall {
@@ -48,5 +48,5 @@ export interface ModelGateway {
 
 /** Inside the sandbox: where the gateway is reached, and how the agent reads its task token. */
 export const SANDBOX_GATEWAY_URL = 'http://127.0.0.1:4100';
-export const SANDBOX_TOKEN_FILE = '/run/claude-runner/token';
+export const SANDBOX_TOKEN_FILE = `${SANDBOX_GATEWAY_DIR}/token`;
 export const SANDBOX_KEY_HELPER = `cat ${SANDBOX_TOKEN_FILE}`;

@@ -8,13 +8,28 @@ import type { Readable, Writable } from 'node:stream';
 
 export type NetworkMode = 'none' | 'allowlist' | 'open';
 
+// The sandbox's layout, the same for every backend: the runtime and the
+// composition root use these, and adapters build their sandboxes from them.
+/** The session's workspace (a copy of the agent template). */
+export const SANDBOX_WORKSPACE = '/workspace';
+/** The agent user's home: its conversation memory (~/.claude) lives here. */
+export const SANDBOX_HOME = '/home/agent';
+/** The `claude` executable, mounted read-only. */
+export const SANDBOX_CLAUDE_PATH = '/opt/claude/claude';
+/** The session's gateway folder (its unix socket and the task token), mounted read-only. */
+export const SANDBOX_GATEWAY_DIR = '/run/claude-runner';
+/** The unprivileged user the agent and its tools run as; it owns the workspace and home. */
+export const AGENT_USER = 'agent';
+export const AGENT_UID = 1000;
+export const AGENT_GID = 1000;
+
 export interface SandboxSpec {
   sessionKey: string;
   tenantId: string;
   sessionId: string;
-  /** Host folder mounted read-write at /workspace. */
+  /** Host folder mounted read-write at SANDBOX_WORKSPACE. */
   workspaceDir: string;
-  /** Host folder mounted read-write as the agent user's home (conversation memory lives here). */
+  /** Host folder mounted read-write at SANDBOX_HOME (conversation memory lives here). */
   homeDir: string;
   /**
    * Host folder holding the gateway's unix socket for this session, mounted

@@ -11,8 +11,9 @@
 import { query, type Query, type SDKMessage, type SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
 import { RunnerError } from '../../core/errors.ts';
 import type { AgentEvent, AgentRunRequest, AgentRunResult } from '../../core/ports/agent-runtime.ts';
-import type { SandboxDriver, SandboxHandle } from '../../core/ports/sandbox.ts';
+import { SANDBOX_WORKSPACE, type SandboxDriver, type SandboxHandle } from '../../core/ports/sandbox.ts';
 import { MessageQueue } from './message-queue.ts';
+import { claudeCodeOutputSchema } from './output-schema.ts';
 
 export interface LiveAgentOptions {
   sessionKey: string;
@@ -81,13 +82,13 @@ export class LiveAgent {
     this.query = query({
       prompt: this.input,
       options: {
-        cwd: '/workspace',
+        cwd: SANDBOX_WORKSPACE,
         pathToClaudeCodeExecutable: options.executablePath,
         spawnClaudeCodeProcess: (spawn) => {
           const env: Record<string, string> = {};
           for (const [key, value] of Object.entries(spawn.env)) if (value !== undefined) env[key] = value;
           return options.sandbox.exec(options.handle, [spawn.command, ...spawn.args], {
-            cwd: '/workspace',
+            cwd: SANDBOX_WORKSPACE,
             env,
             onStderr: (text) => { this.stderrTail = (this.stderrTail + text).slice(-STDERR_TAIL); },
           });
@@ -96,7 +97,7 @@ export class LiveAgent {
         systemPrompt: options.systemPrompt.mode === 'append'
           ? { type: 'preset', preset: 'claude_code', append: options.systemPrompt.text }
           : options.systemPrompt.text,
-        ...(options.outputSchema ? { outputFormat: { type: 'json_schema' as const, schema: options.outputSchema } } : {}),
+        ...(options.outputSchema ? { outputFormat: { type: 'json_schema' as const, schema: claudeCodeOutputSchema(options.outputSchema) } } : {}),
         ...(options.model ? { model: options.model } : {}),
         ...(options.resumeId ? { resume: options.resumeId } : {}),
         includePartialMessages: true,

@@ -12,12 +12,12 @@
 import { createHash } from 'node:crypto';
 import { RunnerError } from '../../core/errors.ts';
 import type { AgentRunRequest, AgentRunResult, AgentRuntime } from '../../core/ports/agent-runtime.ts';
-import type { SandboxDriver } from '../../core/ports/sandbox.ts';
+import { AGENT_USER, SANDBOX_HOME, type SandboxDriver } from '../../core/ports/sandbox.ts';
 import { LiveAgent, ResumeLostError, type LiveAgentOptions } from './live-agent.ts';
 
 export interface ClaudeRuntimeOptions {
   sandbox: SandboxDriver;
-  /** Where the `claude` executable is inside the sandbox. */
+  /** Where the `claude` executable is inside the sandbox (SANDBOX_CLAUDE_PATH). */
   executablePath: string;
   maxLiveAgents: number;
   /** A live agent with no task for this long is closed. */
@@ -29,8 +29,8 @@ export interface ClaudeRuntimeOptions {
 export function agentProcessEnv(request: AgentRunRequest): Record<string, string> {
   return {
     ...request.env,
-    HOME: '/home/agent',
-    USER: 'agent',
+    HOME: SANDBOX_HOME,
+    USER: AGENT_USER,
     SHELL: '/bin/bash',
     PATH: '/usr/local/bin:/usr/bin:/bin',
     LANG: 'C.UTF-8',

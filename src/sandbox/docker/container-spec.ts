@@ -4,14 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import type Docker from 'dockerode';
-import type { SandboxSpec } from '../../core/ports/sandbox.ts';
+import { SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE, type SandboxSpec } from '../../core/ports/sandbox.ts';
 
-/** Paths inside the sandbox. */
-export const SANDBOX_WORKSPACE = '/workspace';
-export const SANDBOX_HOME = '/home/agent';
-export const SANDBOX_GATEWAY_DIR = '/run/claude-runner';
+/** Paths inside the sandbox; those the runtime needs too are defined by the port. */
+export { AGENT_GID, AGENT_UID, SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE } from '../../core/ports/sandbox.ts';
 export const SANDBOX_GATEWAY_SOCKET = `${SANDBOX_GATEWAY_DIR}/gateway.sock`;
-export const SANDBOX_CLAUDE_PATH = '/opt/claude/claude';
 /**
  * The Docker network of `open` sandboxes. The runner's own servers refuse
  * connections from its addresses (DockerSandboxDriver.isSandboxAddress):
@@ -21,8 +18,6 @@ export const OPEN_NETWORK = 'bridge';
 /** The relay listens here (loopback of the sandbox) and forwards to SANDBOX_GATEWAY_SOCKET. */
 export const RELAY_PORT = 4100;
 
-export const AGENT_UID = 1000;
-export const AGENT_GID = 1000;
 export const RELAY_UID = 1001;
 export const RELAY_GID = 1001;
 
@@ -49,7 +44,7 @@ export interface SandboxLimits {
 export interface ContainerConfig {
   runnerId: string;
   image: string;
-  /** Host path of the `claude` executable, mounted read-only at /opt/claude/claude. */
+  /** Host path of the `claude` executable, mounted read-only at SANDBOX_CLAUDE_PATH. */
   claudeExecutablePath: string;
   limits: SandboxLimits;
   /** OCI runtime (e.g. 'runsc' for gVisor); the engine default when absent. */

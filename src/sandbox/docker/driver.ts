@@ -74,12 +74,12 @@ export interface DockerSandboxDriverOptions {
   runnerId: string;
   /** Sandbox image (default claude-runner-sandbox:latest). */
   image?: string;
-  /** Host path of the `claude` executable; mounted read-only at /opt/claude/claude. */
+  /** Host path of the `claude` executable; mounted read-only at SANDBOX_CLAUDE_PATH. */
   claudeExecutablePath: string;
   limits: SandboxLimits;
   /** OCI runtime name (e.g. 'runsc' for gVisor); the engine's default when absent. */
   runtime?: string;
-  /** "uid:gid" that exec'd processes run as (default '1000:1000'). */
+  /** "uid:gid" that exec'd processes run as (default AGENT_UID:AGENT_GID). */
   agentUser?: string;
   /** "uid:gid" of the relay, the container's main process (default '1001:1001'). */
   relayUser?: string;

@@ -61,34 +61,61 @@ export async function eventBounds(db: Db, sessionKey: string): Promise<EventBoun
   return { firstSeq: Number(row?.first_seq ?? 0), lastSeq: row?.last_event_seq ?? 0 };
 }
 
+/**
+ * Rows trimEvents deletes a statement. node:sqlite is synchronous: a delete
+ * holds the whole process, so a big backlog goes in bounded steps, with the
+ * event loop (and other queries) served between them.
+ */
+const TRIM_BATCH = 5_000;
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export async function trimEvents(db: Db, policy: RetentionPolicy, now: number): Promise<number> {
-  return db.transaction().execute(async (trx) => {
-    let dropped = 0;
-    if (Number.isFinite(policy.maxEventAgeMs)) {
-      const r = await trx.deleteFrom('events').where('ts', '<', now - policy.maxEventAgeMs).executeTakeFirst();
-      dropped += Number(r.numDeletedRows);
+  let dropped = 0;
+  if (Number.isFinite(policy.maxEventAgeMs)) {
+    const cutoff = now - policy.maxEventAgeMs;
+    for (;;) {
+      // The next batch of old events by the ts index, deleted by primary key.
+      const r = await db.deleteFrom('events')
+        .where((eb) => eb(eb.refTuple('session_key', 'seq'), 'in',
+          eb.selectFrom('events').select(['session_key', 'seq']).where('ts', '<', cutoff).limit(TRIM_BATCH)
+            .$asTuple('session_key', 'seq')))
+        .executeTakeFirst();
+      const n = Number(r.numDeletedRows);
+      dropped += n;
+      if (n < TRIM_BATCH) break;
+      await yieldToEventLoop();
     }
-    if (Number.isFinite(policy.maxEventsPerSession)) {
-      const keep = Math.max(0, Math.floor(policy.maxEventsPerSession));
-      // Seqs are unique and at most last_event_seq, so keeping only those above
-      // last_event_seq - keep leaves at most `keep`, the newest (seqs are handed
-      // out consecutively). One index probe a session finds those over it.
-      const over = await trx.selectFrom('sessions as s').select(['s.key', 's.last_event_seq'])
-        .where((eb) => eb.exists(
-          eb.selectFrom('events as e').select(sql.lit(1).as('one'))
-            .whereRef('e.session_key', '=', 's.key')
-            .where('e.seq', '<=', eb('s.last_event_seq', '-', keep)),
-        ))
-        .execute();
-      for (const s of over) {
-        const r = await trx.deleteFrom('events')
-          .where('session_key', '=', s.key).where('seq', '<=', s.last_event_seq - keep)
+  }
+  if (Number.isFinite(policy.maxEventsPerSession)) {
+    const keep = Math.max(0, Math.floor(policy.maxEventsPerSession));
+    // Seqs are unique and at most last_event_seq, so keeping only those above
+    // last_event_seq - keep leaves at most `keep`, the newest (seqs are handed
+    // out consecutively). One index probe a session finds those over it.
+    const over = await db.selectFrom('sessions as s').select(['s.key', 's.last_event_seq'])
+      .where((eb) => eb.exists(
+        eb.selectFrom('events as e').select(sql.lit(1).as('one'))
+          .whereRef('e.session_key', '=', 's.key')
+          .where('e.seq', '<=', eb('s.last_event_seq', '-', keep)),
+      ))
+      .execute();
+    for (const s of over) {
+      const last = s.last_event_seq - keep;
+      for (;;) {
+        // The table has no rowid: a batch is a range of at most TRIM_BATCH seqs, from the session's first.
+        const first = await db.selectFrom('events').select((eb) => eb.fn.min('seq').as('m'))
+          .where('session_key', '=', s.key).executeTakeFirst();
+        if (first?.m == null || Number(first.m) > last) break;
+        const r = await db.deleteFrom('events')
+          .where('session_key', '=', s.key).where('seq', '>=', Number(first.m))
+          .where('seq', '<=', Math.min(last, Number(first.m) + TRIM_BATCH - 1))
           .executeTakeFirst();
         dropped += Number(r.numDeletedRows);
+        await yieldToEventLoop();
       }
     }
-    return dropped;
-  });
+  }
+  return dropped;
 }
 
 export async function taskFirstEventSeq(db: Db, sessionKey: string, taskId: string): Promise<number | null> {
