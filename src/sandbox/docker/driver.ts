@@ -235,7 +235,7 @@ export class DockerSandboxDriver implements SandboxDriver {
           'SANDBOX_UNAVAILABLE',
           `The container runtime "${this.#config.runtime}" is not configured in the Docker engine (has: ${Object.keys(info.Runtimes ?? {}).join(', ')}). Install it and register it in /etc/docker/daemon.json, or unset the runtime.` +
             // gVisor refuses connections to host unix sockets by default, and the relay must reach the gateway's.
-            (this.#config.runtime === 'runsc' ? ' For gVisor: `runsc install -- --host-uds=open`, then reload dockerd (the sandbox reaches the model gateway through a host unix socket).' : ''),
+            (this.#config.runtime === 'runsc' ? ' For gVisor: `runsc install -- --host-uds=open` (add --network=none where runsc refuses Docker\'s network namespace: sandboxes under the none and allowlist policies need no network), then reload dockerd (the sandbox reaches the model gateway through a host unix socket).' : ''),
         );
       }
     }
