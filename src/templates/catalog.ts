@@ -3,7 +3,11 @@
  * seed's layout (AGENTS.md, OUTPUT.md, tools/*.sh) plus two optional files of
  * ours, output.schema.json and runner.json. AGENT_DIR is either one template
  * (it holds AGENTS.md; its name is "default") or a folder of templates (one
- * sub-folder each). This module reads templates; it never writes to them.
+ * sub-folder each).
+ *
+ * Owns (with output.ts): what an agent is told and what its answer must be.
+ * Must not touch: the template folders (it reads them, never writes) or a
+ * session's copy of them (the workspace's).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';

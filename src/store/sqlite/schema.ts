@@ -3,7 +3,7 @@
  * rows and domain records. Times are integer epoch ms, money is REAL, nested
  * values are JSON text, booleans are 0/1.
  */
-import type { Generated, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type { Generated, Insertable, Kysely, Selectable } from 'kysely';
 import type { ErrorBody } from '../../core/errors.ts';
 import type { EventType, StoredEvent } from '../../core/events.ts';
 import type { Session, SessionSummary, Task, TaskOptions, TokenUsage } from '../../core/model.ts';
@@ -68,7 +68,6 @@ export interface Database {
 }
 
 export type Db = Kysely<Database>;
-export type Trx = Transaction<Database>;
 export type SessionRow = Selectable<SessionsTable>;
 export type TaskRow = Selectable<TasksTable>;
 export type EventRow = Selectable<EventsTable>;
