@@ -73,6 +73,27 @@ export interface Task {
   usage: TokenUsage | null;
 }
 
+/** What a new task is made of; everything else starts empty. */
+export type NewTask = Pick<Task, 'id' | 'sessionKey' | 'tenantId' | 'sessionId' | 'message' | 'context' | 'sealedEnv' | 'options' | 'idempotencyKey' | 'requestHash' | 'createdAt'>;
+
+/** A task as it is submitted: queued, not started, nothing spent. */
+export function queuedTask(init: NewTask): Task {
+  return {
+    ...init,
+    status: 'queued',
+    startedAt: null,
+    finishedAt: null,
+    runnerId: null,
+    costUsd: null,
+    durationMs: null,
+    tools: [],
+    output: null,
+    error: null,
+    resumed: null,
+    usage: null,
+  };
+}
+
 export interface Page<T> {
   items: T[];
   /** Pass back as `cursor` for the next page; null on the last page. */

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { RunnerError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import type { Page, Task, TaskOptions } from '../core/model.ts';
+import { queuedTask, type Page, type Task, type TaskOptions } from '../core/model.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
 import { validateTaskEnv } from '../core/task-env.ts';
 import type { EventLog } from '../events/event-log.ts';
@@ -77,31 +77,19 @@ export class TaskService {
     const { deps } = this;
     const session = await deps.sessions.ensure(input.tenantId, input.sessionId, input.agent);
     deps.redactor.add(session.key, ...Object.values(env));
-    const now = Date.now();
-    const task: Task = {
+    const task = queuedTask({
       id: newId('task'),
       sessionKey: session.key,
       tenantId: session.tenantId,
       sessionId: session.id,
-      status: 'queued',
       message: input.message,
       context: input.context ?? null,
       sealedEnv: deps.sealer.seal(env),
       options: input.options ?? {},
       idempotencyKey: input.idempotencyKey ?? null,
       requestHash: input.idempotencyKey ? requestHash(input, env) : null,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      runnerId: null,
-      costUsd: null,
-      durationMs: null,
-      tools: [],
-      output: null,
-      error: null,
-      resumed: null,
-      usage: null,
-    };
+      createdAt: Date.now(),
+    });
     const announced = deps.announcements.begin(task.id);
     try {
       const result = await deps.store.enqueueTask(task, { maxQueued: deps.maxQueuedPerSession });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { startScriptedModel, type ScriptedModel } from '../../src/scripted-model/index.ts';
 import type { RecordedRequest, Rule } from '../../src/scripted-model/types.ts';
-import { removeContainers, ROOT, testEnv, writeTemplate, type TemplateFiles } from '../support/harness.ts';
+import { apiClient, removeContainers, ROOT, testEnv, writeTemplate, type ApiClient, type TemplateFiles } from '../support/harness.ts';
 
 export const docker = new Docker();
 
@@ -64,7 +64,7 @@ export interface SpawnedRunner {
   child: ChildProcess;
   /** Everything the runner wrote to stdout and stderr so far. */
   logs(): string;
-  api(path: string, init?: RequestInit & { json?: unknown }): Promise<{ status: number; body: any; headers: Headers; text: string }>;
+  api: ApiClient;
   close(): Promise<void>;
 }
 
@@ -111,23 +111,7 @@ export async function spawnRunner(options: SpawnOptions): Promise<SpawnedRunner>
   const runner: SpawnedRunner = {
     url, port: Number(new URL(url).port), model, dataDir, agentDir, runnerId, env, child,
     logs: () => log,
-    async api(path, init = {}) {
-      const headers = new Headers(init.headers);
-      let body = init.body;
-      if (init.json !== undefined) {
-        headers.set('content-type', 'application/json');
-        body = JSON.stringify(init.json);
-      }
-      const response = await fetch(`${url}${path}`, { ...init, headers, body });
-      const text = await response.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // not JSON
-      }
-      return { status: response.status, body: parsed, headers: response.headers, text };
-    },
+    api: apiClient(() => url),
     async close() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

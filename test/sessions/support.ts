@@ -5,13 +5,13 @@
 import { DatabaseSync } from 'node:sqlite';
 import Docker from 'dockerode';
 import type { RecordedRequest } from '../../src/scripted-model/types.ts';
-import { containersOf, eventually, type Harness } from '../support/harness.ts';
+import { apiClient, containersOf, eventually, type ApiClient } from '../support/harness.ts';
 
 export const docker = new Docker();
 
 export const FINAL = new Set(['succeeded', 'failed', 'aborted', 'interrupted', 'timed_out', 'budget_exceeded']);
 
-type Api = Harness['api'];
+type Api = ApiClient;
 
 /** Polls GET /tasks/:id until the task is final; returns its view. */
 export async function waitFinal(api: Api, taskId: string, timeoutMs = 30_000): Promise<any> {
@@ -97,25 +97,8 @@ export async function rawRequest(
 }
 
 /** Harness.api for any base URL (a runner started with spawnRunner). */
-export function apiAt(url: () => string): Api {
-  return async (path, init = {}) => {
-    const headers = new Headers(init.headers);
-    let body = init.body;
-    if (init.json !== undefined) {
-      headers.set('content-type', 'application/json');
-      body = JSON.stringify(init.json);
-    }
-    const response = await fetch(`${url()}${path}`, { ...init, headers, body });
-    const text = await response.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // not JSON
-    }
-    return { status: response.status, body: parsed, headers: response.headers };
-  };
-}
+/** JSON over HTTP to a runner that may restart on another port. */
+export const apiAt = apiClient;
 
 /** The promise's value, or a failure naming what never came (a hang fails fast instead of at the runner's timeout). */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -1,6 +1,6 @@
 /** Records for store tests: complete, so that round trips can be compared whole. */
 import type { ErrorBody } from '../../src/core/errors.ts';
-import type { Session, Task } from '../../src/core/model.ts';
+import { queuedTask, type Session, type Task } from '../../src/core/model.ts';
 import type { TaskOutcome } from '../../src/core/ports/store.ts';
 
 export function makeSession(n: number | string, over: Partial<Session> = {}): Session {
@@ -20,28 +20,19 @@ export function makeSession(n: number | string, over: Partial<Session> = {}): Se
 
 export function makeTask(session: Session, id: string, over: Partial<Task> = {}): Task {
   return {
-    id,
-    sessionKey: session.key,
-    tenantId: session.tenantId,
-    sessionId: session.id,
-    status: 'queued',
-    message: `message of ${id}`,
-    context: null,
-    sealedEnv: `sealed(${id})`,
-    options: {},
-    idempotencyKey: null,
-    requestHash: null,
-    createdAt: 2_000,
-    startedAt: null,
-    finishedAt: null,
-    runnerId: null,
-    costUsd: null,
-    durationMs: null,
-    tools: [],
-    output: null,
-    error: null,
-    resumed: null,
-    usage: null,
+    ...queuedTask({
+      id,
+      sessionKey: session.key,
+      tenantId: session.tenantId,
+      sessionId: session.id,
+      message: `message of ${id}`,
+      context: null,
+      sealedEnv: `sealed(${id})`,
+      options: {},
+      idempotencyKey: null,
+      requestHash: null,
+      createdAt: 2_000,
+    }),
     ...over,
   };
 }

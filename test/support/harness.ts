@@ -66,7 +66,7 @@ export interface Harness {
   agentDir: string;
   runnerId: string;
   env: Record<string, string>;
-  api(path: string, init?: RequestInit & { json?: unknown }): Promise<{ status: number; body: any; headers: Headers }>;
+  api: ApiClient;
   /** Stops the runner (not the model), as a restart would. */
   stopRunner(): Promise<void>;
   /** Starts a new runner on the same data, as after a restart. */
@@ -109,23 +109,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     get url() { return url; },
     get runner() { return runner; },
     model, dataDir, agentDir, runnerId, env,
-    async api(path, init = {}) {
-      const headers = new Headers(init.headers);
-      let body = init.body;
-      if (init.json !== undefined) {
-        headers.set('content-type', 'application/json');
-        body = JSON.stringify(init.json);
-      }
-      const response = await fetch(`${url}${path}`, { ...init, headers, body });
-      const text = await response.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // not JSON
-      }
-      return { status: response.status, body: parsed, headers: response.headers };
-    },
+    api: apiClient(() => url),
     async stopRunner() {
       await runner.shutdown();
     },
@@ -141,6 +125,36 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     },
   };
   return harness;
+}
+
+export interface ApiResponse {
+  status: number;
+  /** Parsed JSON, or the text when the body is not JSON. */
+  body: any;
+  headers: Headers;
+  text: string;
+}
+export type ApiClient = (path: string, init?: RequestInit & { json?: unknown }) => Promise<ApiResponse>;
+
+/** JSON over HTTP to a runner whose address may change (restarts). */
+export function apiClient(baseUrl: () => string): ApiClient {
+  return async (path, init = {}) => {
+    const headers = new Headers(init.headers);
+    let body = init.body;
+    if (init.json !== undefined) {
+      headers.set('content-type', 'application/json');
+      body = JSON.stringify(init.json);
+    }
+    const response = await fetch(`${baseUrl()}${path}`, { ...init, headers, body });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    return { status: response.status, body: parsed, headers: response.headers, text };
+  };
 }
 
 export async function containersOf(runnerId: string): Promise<Docker.ContainerInfo[]> {
