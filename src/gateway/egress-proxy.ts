@@ -2,12 +2,14 @@
  * The sandbox's only way out under the allowlist policy: an HTTP proxy
  * (absolute-form requests and CONNECT tunnels) reached through the session's
  * gateway socket. A destination passes only when it matches the running
- * task's allowlist and is not one of the runner's own ports. The sandbox has
- * no network interface and no DNS: names are resolved here, after the check.
+ * task's allowlist, is not one of the runner's own ports, and does not resolve
+ * to a loopback, private, link-local, CGNAT or other internal address (unless
+ * the entry names that IP, or host.docker.internal, on purpose). The sandbox
+ * has no network interface and no DNS: names are resolved here, after the check.
  */
 import { lookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { BlockList, connect, isIP, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
 
@@ -19,19 +21,35 @@ export interface Destination {
 /** host.docker.internal means this machine, as it does for Docker containers. */
 const HOST_ALIASES: Record<string, string> = { 'host.docker.internal': '127.0.0.1' };
 
+/** Entries that name a host on purpose: a listed IP literal, or this machine by its Docker name. */
+function namesHostOnPurpose(pattern: string): boolean {
+  return isIP(pattern) !== 0 || Object.hasOwn(HOST_ALIASES, pattern);
+}
+
+/** "host", "host:port", "[v6]", "[v6]:port", a bare IPv6 literal; without a port, 80 and 443. */
+function parseEntry(entry: string): { pattern: string; ports: number[] } {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry);
+  if (bracketed) return { pattern: bracketed[1]!.toLowerCase(), ports: bracketed[2] ? [Number(bracketed[2])] : [80, 443] };
+  const colon = entry.lastIndexOf(':');
+  if (colon <= 0 || isIP(entry) === 6) return { pattern: entry.toLowerCase(), ports: [80, 443] };
+  return { pattern: entry.slice(0, colon).toLowerCase(), ports: [Number(entry.slice(colon + 1))] };
+}
+
+/** The allowlist patterns that let the destination pass (empty: refused). */
+export function allowedBy(destination: Destination, allow: readonly string[]): string[] {
+  const host = destination.host.toLowerCase().replace(/\.$/, '');
+  return allow.map(parseEntry).filter(({ pattern, ports }) => {
+    if (!ports.includes(destination.port)) return false;
+    return pattern.startsWith('*.') ? host.endsWith(pattern.slice(1)) && host.length > pattern.length - 1 : host === pattern;
+  }).map(({ pattern }) => pattern);
+}
+
 /**
  * Allowlist entries: "host", "host:port", "*.example.com", "*.example.com:8443".
  * Without a port an entry allows 80 and 443.
  */
 export function isAllowed(destination: Destination, allow: readonly string[]): boolean {
-  const host = destination.host.toLowerCase().replace(/\.$/, '');
-  return allow.some((entry) => {
-    const colon = entry.lastIndexOf(':');
-    const pattern = (colon > 0 ? entry.slice(0, colon) : entry).toLowerCase();
-    const ports = colon > 0 ? [Number(entry.slice(colon + 1))] : [80, 443];
-    if (!ports.includes(destination.port)) return false;
-    return pattern.startsWith('*.') ? host.endsWith(pattern.slice(1)) && host.length > pattern.length - 1 : host === pattern;
-  });
+  return allowedBy(destination, allow).length > 0;
 }
 
 export function parseAuthority(authority: string, defaultPort: number): Destination | null {
@@ -48,10 +66,31 @@ function localAddresses(): Set<string> {
   return addresses;
 }
 
+/** Addresses no listed name may lead to: this machine, private networks, cloud metadata (169.254.169.254), multicast. */
+const INTERNAL = new BlockList();
+for (const [network, prefix] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+  ['192.168.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4],
+] as const) INTERNAL.addSubnet(network, prefix, 'ipv4');
+for (const [network, prefix] of [['::', 128], ['::1', 128], ['fe80::', 10], ['fc00::', 7], ['ff00::', 8]] as const) {
+  INTERNAL.addSubnet(network, prefix, 'ipv6');
+}
+
+/** Loopback, private, link-local, ULA, CGNAT, unspecified, multicast or reserved; or an address of this machine. */
+export function isInternalAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return true;
+  // IPv4-mapped IPv6 addresses are checked against the IPv4 ranges by BlockList.
+  return INTERNAL.check(address, family === 4 ? 'ipv4' : 'ipv6') || localAddresses().has(address);
+}
+
 /**
- * Resolves the destination once, here, and returns the address to connect to;
- * the check and the connection use the same address, so a name that changes
- * its answer in between (DNS rebinding) cannot slip past.
+ * Resolves the destination once, here, and returns the address to connect
+ * to: the address checked is the address connected to, so a name cannot pass
+ * the check with one answer and connect with another. It does not make a
+ * listed name trustworthy: whatever public address a listed name resolves to
+ * is reached (internal ones are refused by the caller), and a plain-http
+ * request is sent there with the URL's host as its Host header.
  */
 async function resolveAddress(host: string): Promise<string> {
   const target = HOST_ALIASES[host.toLowerCase()] ?? host;
@@ -61,7 +100,7 @@ async function resolveAddress(host: string): Promise<string> {
 export interface EgressPolicy {
   /** The allowlist of the session's running task, or null when no task runs (everything refused). */
   allowFor(sessionKey: string): readonly string[] | null;
-  /** Ports of this machine that no sandbox may reach (the runner's API, its database). */
+  /** Ports of this machine that no sandbox may reach (the runner's API), whatever the allowlist says. */
   deniedLocalPorts: readonly number[];
   log: { info(obj: object, msg?: string): void };
 }
@@ -70,13 +109,14 @@ function isLocal(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.') || localAddresses().has(address);
 }
 
-type Decision = { address: string } | { refused: string };
+type Decision = { address: string; port: number } | { refused: string };
 
 async function decide(policy: EgressPolicy, sessionKey: string, destination: Destination | null): Promise<Decision> {
   if (!destination) return { refused: 'bad destination' };
   const allow = policy.allowFor(sessionKey);
   if (allow === null) return { refused: 'no task is running' };
-  if (!isAllowed(destination, allow)) return { refused: 'not on the allowlist' };
+  const entries = allowedBy(destination, allow);
+  if (entries.length === 0) return { refused: 'not on the allowlist' };
   let address: string;
   try {
     address = await resolveAddress(destination.host);
@@ -84,7 +124,8 @@ async function decide(policy: EgressPolicy, sessionKey: string, destination: Des
     return { refused: 'name does not resolve' };
   }
   if (isLocal(address) && policy.deniedLocalPorts.includes(destination.port)) return { refused: 'a port of the runner itself' };
-  return { address };
+  if (isInternalAddress(address) && !entries.some(namesHostOnPurpose)) return { refused: 'resolves to a private or internal address' };
+  return { address, port: destination.port };
 }
 
 function refuse(policy: EgressPolicy, sessionKey: string, target: string, reason: string): void {
@@ -104,44 +145,59 @@ export async function proxyHttp(policy: EgressPolicy, sessionKey: string, req: I
     res.writeHead(400).end('only http:// is proxied this way; use CONNECT for https\n');
     return;
   }
-  const destination = parseAuthority(url.host, 80);
-  const decision = await decide(policy, sessionKey, destination);
+  let clientGone = false;
+  res.once('close', () => { clientGone = true; });
+  const decision = await decide(policy, sessionKey, parseAuthority(url.host, 80));
   if ('refused' in decision) {
     refuse(policy, sessionKey, url.host, decision.refused);
     res.writeHead(403, { 'content-type': 'text/plain' }).end(`claude-runner egress policy: ${url.host} refused (${decision.refused})\n`);
     return;
   }
+  if (clientGone) return;
   const headers = { ...req.headers };
   delete headers['proxy-authorization'];
   delete headers['proxy-connection'];
+  // The host that was checked, not whatever Host the sandbox wrote.
+  headers.host = url.host;
   const upstream = httpRequest({
-    host: decision.address, port: destination!.port, method: req.method, path: `${url.pathname}${url.search}`, headers,
+    host: decision.address, port: decision.port, method: req.method, path: `${url.pathname}${url.search}`, headers,
   }, (upstreamRes) => {
     res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
     upstreamRes.pipe(res);
   });
   upstream.on('error', (error) => {
-    if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
-    res.end(`claude-runner egress: ${error.message}\n`);
+    if (res.headersSent || clientGone) return void res.destroy();
+    res.writeHead(502, { 'content-type': 'text/plain' }).end(`claude-runner egress: ${error.message}\n`);
   });
+  // A client that leaves (or is done) takes its upstream request with it.
+  res.once('close', () => upstream.destroy());
   req.pipe(upstream);
 }
 
-/** CONNECT host:port — a TCP tunnel (https). */
+/**
+ * CONNECT host:port — a TCP tunnel (https). The caller has given `client` an
+ * error listener (Node removes its own when it hands the socket over).
+ */
 export async function proxyConnect(policy: EgressPolicy, sessionKey: string, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
-  const destination = parseAuthority(req.url ?? '', 443);
-  const decision = await decide(policy, sessionKey, destination);
+  const decision = await decide(policy, sessionKey, parseAuthority(req.url ?? '', 443));
   if ('refused' in decision) {
     refuse(policy, sessionKey, req.url ?? '', decision.refused);
     client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nclaude-runner egress policy: ${req.url} refused (${decision.refused})\n`);
     return;
   }
-  const upstream: Socket = connect(destination!.port, decision.address, () => {
+  if (client.destroyed) return;
+  let established = false;
+  const upstream: Socket = connect(decision.port, decision.address, () => {
+    established = true;
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) upstream.write(head);
     upstream.pipe(client);
     client.pipe(upstream);
   });
-  upstream.on('error', () => client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'));
-  client.on('error', () => upstream.destroy());
+  upstream.on('error', () => {
+    if (established) client.destroy();
+    else client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+  });
+  // A client that goes takes its upstream with it (a half-open upstream would otherwise outlive it).
+  client.once('close', () => upstream.destroy());
 }

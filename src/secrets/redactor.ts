@@ -17,42 +17,109 @@
 export const REDACTED = '[REDACTED]';
 /** Shorter values would mangle ordinary text ("1", "yes") without hiding anything worth hiding. */
 const MIN_SECRET_LENGTH = 6;
-/** Task secrets are remembered for later output too; bounded so memory stays flat. */
+/** Task secrets are remembered for later output too; bounded so memory stays flat... */
 const MAX_TRANSIENT = 50_000;
 const MAX_TRANSIENT_CHARS = 64 * 1024 * 1024;
+/** ...and per session, so one session pushes out only its own old secrets. */
+const MAX_PER_SCOPE = 1_000;
+const MAX_PER_SCOPE_CHARS = 4 * 1024 * 1024;
+
+interface TrieNode {
+  /** The characters on the edge into this node. */
+  label: string;
+  children: Map<number, TrieNode>;
+  /** A secret ends here. */
+  terminal: boolean;
+}
 
 /**
- * Secrets indexed by their first MIN_SECRET_LENGTH characters: adding or
- * removing one is O(1), and a text is scanned once whatever the number of
- * secrets (no pattern to rebuild, no limit on a secret's length).
+ * Secrets in a radix tree: adding or removing one costs its length, and the
+ * longest secret at a position is one walk down the tree, however many
+ * secrets share a prefix (a tenant flooding "sk-…" values cannot slow it).
  */
 class SecretIndex {
-  /** Secrets by prefix, longest first (so a secret that contains another is replaced whole). */
-  private readonly byPrefix = new Map<string, string[]>();
+  private readonly root: TrieNode = { label: '', children: new Map(), terminal: false };
+  private count = 0;
 
   get empty(): boolean {
-    return this.byPrefix.size === 0;
+    return this.count === 0;
   }
 
   add(secret: string): void {
-    const prefix = secret.slice(0, MIN_SECRET_LENGTH);
-    const list = this.byPrefix.get(prefix) ?? [];
-    if (list.includes(secret)) return;
-    list.push(secret);
-    list.sort((a, b) => b.length - a.length);
-    this.byPrefix.set(prefix, list);
+    let node = this.root;
+    let at = 0;
+    for (;;) {
+      if (at === secret.length) {
+        if (!node.terminal) this.count += 1;
+        node.terminal = true;
+        return;
+      }
+      const first = secret.charCodeAt(at);
+      const child = node.children.get(first);
+      if (!child) {
+        node.children.set(first, { label: secret.slice(at), children: new Map(), terminal: true });
+        this.count += 1;
+        return;
+      }
+      let shared = 0;
+      while (shared < child.label.length && at + shared < secret.length && child.label.charCodeAt(shared) === secret.charCodeAt(at + shared)) shared += 1;
+      if (shared < child.label.length) {
+        // Split the edge where the new secret leaves it.
+        const middle: TrieNode = { label: child.label.slice(0, shared), children: new Map(), terminal: false };
+        child.label = child.label.slice(shared);
+        middle.children.set(child.label.charCodeAt(0), child);
+        node.children.set(first, middle);
+        node = middle;
+      } else {
+        node = child;
+      }
+      at += shared;
+    }
   }
 
   delete(secret: string): void {
-    const prefix = secret.slice(0, MIN_SECRET_LENGTH);
-    const list = this.byPrefix.get(prefix)?.filter((s) => s !== secret);
-    if (list?.length) this.byPrefix.set(prefix, list);
-    else this.byPrefix.delete(prefix);
+    const path: TrieNode[] = [this.root];
+    let node = this.root;
+    let at = 0;
+    while (at < secret.length) {
+      const child = node.children.get(secret.charCodeAt(at));
+      if (!child || !secret.startsWith(child.label, at)) return;
+      at += child.label.length;
+      node = child;
+      path.push(node);
+    }
+    if (!node.terminal) return;
+    node.terminal = false;
+    this.count -= 1;
+    // Prune what no secret needs any more; merge a lone child into its parent.
+    for (let i = path.length - 1; i > 0; i--) {
+      const current = path[i]!;
+      const parent = path[i - 1]!;
+      if (!current.terminal && current.children.size === 0) {
+        parent.children.delete(current.label.charCodeAt(0));
+      } else if (!current.terminal && current.children.size === 1) {
+        const only = [...current.children.values()][0]!;
+        only.label = current.label + only.label;
+        parent.children.set(only.label.charCodeAt(0), only);
+      } else {
+        return;
+      }
+    }
   }
 
-  /** The longest secret that starts at `at` in `text`, if any. */
-  matchAt(text: string, at: number): string | undefined {
-    return this.byPrefix.get(text.slice(at, at + MIN_SECRET_LENGTH))?.find((s) => text.startsWith(s, at));
+  /** Length of the longest secret that starts at `at` in `text` (0 when none does). */
+  matchAt(text: string, at: number): number {
+    let node = this.root;
+    let position = at;
+    let longest = 0;
+    while (position < text.length) {
+      const child = node.children.get(text.charCodeAt(position));
+      if (!child || !text.startsWith(child.label, position)) break;
+      position += child.label.length;
+      node = child;
+      if (node.terminal) longest = position - at;
+    }
+    return longest;
   }
 }
 
@@ -63,14 +130,11 @@ function redactWith(text: string, indexes: SecretIndex[]): string {
   let out = '';
   let from = 0;
   for (let at = 0; at + MIN_SECRET_LENGTH <= text.length;) {
-    let hit: string | undefined;
-    for (const index of active) {
-      const found = index.matchAt(text, at);
-      if (found && (!hit || found.length > hit.length)) hit = found;
-    }
-    if (hit) {
+    let hit = 0;
+    for (const index of active) hit = Math.max(hit, index.matchAt(text, at));
+    if (hit > 0) {
       out += text.slice(from, at) + REDACTED;
-      at += hit.length;
+      at += hit;
       from = at;
     } else {
       at += 1;
@@ -87,6 +151,10 @@ export class Redactor {
   private readonly scopes = new Map<string, SecretIndex>();
   /** (scope, value) pairs, oldest first, to bound memory; and how many scopes hold each value. */
   private readonly recent = new Map<string, { scope: string; value: string }>();
+  /** Pairs a running task holds: never forgotten while held, however many others arrive. */
+  private readonly held = new Map<string, number>();
+  /** Each scope's pairs, oldest first, and their total length. */
+  private readonly byScope = new Map<string, { keys: Set<string>; chars: number }>();
   private readonly holders = new Map<string, number>();
   private transientChars = 0;
 
@@ -102,14 +170,51 @@ export class Redactor {
 
   /** Secrets of one session (a task's env values, its token); the oldest are forgotten past a bound. */
   add(scope: string, ...values: Array<string | undefined>): void {
+    this.register(scope, values);
+    this.evict(scope);
+  }
+
+  /**
+   * Like add, for a running task: the values cannot be forgotten until the
+   * returned release is called (else another tenant could push them out by
+   * flooding the redactor with its own). Released values age like the others.
+   */
+  hold(scope: string, ...values: Array<string | undefined>): () => void {
+    const keys = this.register(scope, values);
+    for (const key of keys) this.held.set(key, (this.held.get(key) ?? 0) + 1);
+    this.evict(scope);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const key of keys) {
+        const left = (this.held.get(key) ?? 1) - 1;
+        if (left > 0) this.held.set(key, left);
+        else this.held.delete(key);
+      }
+      this.evict(scope);
+    };
+  }
+
+  /** Registers (or refreshes) the values; returns their keys. */
+  private register(scope: string, values: Array<string | undefined>): string[] {
+    const keys: string[] = [];
     for (const value of values) {
       if (!value || value.length < MIN_SECRET_LENGTH || this.permanentValues.has(value)) continue;
       const key = `${scope}\u0000${value}`;
+      keys.push(key);
       if (this.recent.delete(key)) {
         this.recent.set(key, { scope, value });
+        const own = this.byScope.get(scope)!;
+        own.keys.delete(key);
+        own.keys.add(key);
         continue;
       }
       this.recent.set(key, { scope, value });
+      let own = this.byScope.get(scope);
+      if (!own) this.byScope.set(scope, (own = { keys: new Set(), chars: 0 }));
+      own.keys.add(key);
+      own.chars += value.length;
       let index = this.scopes.get(scope);
       if (!index) this.scopes.set(scope, (index = new SecretIndex()));
       index.add(value);
@@ -117,10 +222,22 @@ export class Redactor {
       this.holders.set(value, (this.holders.get(value) ?? 0) + 1);
       this.transientChars += value.length;
     }
-    while (this.recent.size > MAX_TRANSIENT || this.transientChars > MAX_TRANSIENT_CHARS) {
-      const [key, oldest] = this.recent.entries().next().value!;
-      this.recent.delete(key);
-      this.forgetOne(oldest.scope, oldest.value);
+    return keys;
+  }
+
+  /** Forgets the oldest pairs no running task holds: the scope's own past its bounds, then anyone's past the global ones. */
+  private evict(scope: string): void {
+    const own = this.byScope.get(scope);
+    if (own && (own.keys.size > MAX_PER_SCOPE || own.chars > MAX_PER_SCOPE_CHARS)) {
+      for (const key of own.keys) {
+        if (own.keys.size <= MAX_PER_SCOPE && own.chars <= MAX_PER_SCOPE_CHARS) break;
+        if (!this.held.has(key)) this.forget(key);
+      }
+    }
+    if (this.recent.size <= MAX_TRANSIENT && this.transientChars <= MAX_TRANSIENT_CHARS) return;
+    for (const key of this.recent.keys()) {
+      if (this.recent.size <= MAX_TRANSIENT && this.transientChars <= MAX_TRANSIENT_CHARS) return;
+      if (!this.held.has(key)) this.forget(key);
     }
   }
 
@@ -136,12 +253,17 @@ export class Redactor {
     return this.walk(value, scope) as T;
   }
 
-  /** The process's own secrets (credentials, API keys). */
-  permanentSecrets(): string[] {
-    return [...this.permanentValues];
-  }
-
-  private forgetOne(scope: string, value: string): void {
+  private forget(key: string): void {
+    const entry = this.recent.get(key);
+    if (!entry) return;
+    const { scope, value } = entry;
+    this.recent.delete(key);
+    const own = this.byScope.get(scope);
+    if (own) {
+      own.keys.delete(key);
+      own.chars -= value.length;
+      if (own.keys.size === 0) this.byScope.delete(scope);
+    }
     const index = this.scopes.get(scope);
     index?.delete(value);
     if (index?.empty) this.scopes.delete(scope);
@@ -156,7 +278,9 @@ export class Redactor {
 
   private walk(value: unknown, scope: string | undefined, depth = 0): unknown {
     if (typeof value === 'string') return this.redact(value, scope);
-    if (depth > 64 || !value || typeof value !== 'object') return value;
+    if (!value || typeof value !== 'object') return value;
+    // Nesting this deep is only ever model-made: cut it rather than pass it on unread.
+    if (depth > 64) return '[too deep]';
     if (Array.isArray(value)) return value.map((item) => this.walk(item, scope, depth + 1));
     // An error is logged as its text: its message and stack may quote a secret (pino's serializer would print them as they are).
     if (value instanceof Error) {
@@ -295,10 +419,16 @@ export class AgentEventRedactor {
   private readonly streams: Record<StreamedKind, StreamRedactor>;
   private readonly cut: StreamRedactor;
 
+  /**
+   * `watched` are the session's own secrets only: how deltas are held back
+   * depends on them, which an agent can observe, so watching anyone else's
+   * (the process's key, other tenants' keys) would let it guess them one
+   * character at a time. Those are redacted whole by the redactor's pass.
+   */
   constructor(redactor: Redactor, watched: Iterable<string | undefined>, scope: string) {
-    const all = [...redactor.permanentSecrets(), ...watched];
-    this.streams = { text: new StreamRedactor(redactor, all, scope), thinking: new StreamRedactor(redactor, all, scope) };
-    this.cut = new StreamRedactor(redactor, all, scope);
+    const own = [...watched];
+    this.streams = { text: new StreamRedactor(redactor, own, scope), thinking: new StreamRedactor(redactor, own, scope) };
+    this.cut = new StreamRedactor(redactor, own, scope);
   }
 
   events<E extends { type: string; data: unknown }>(event: E): Array<E | DeltaEvent> {

@@ -23,19 +23,22 @@ export class EnvSealer {
     return new EnvSealer(Buffer.from(readFileSync(file, 'utf8').trim(), 'base64'));
   }
 
-  seal(env: Record<string, string>): string | null {
+  /** Sealed for one task: `taskId` is bound in (GCM associated data), so a sealed env cannot be moved to another task's row. */
+  seal(env: Record<string, string>, taskId: string): string | null {
     if (Object.keys(env).length === 0) return null;
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.key, iv);
+    cipher.setAAD(Buffer.from(taskId, 'utf8'));
     const body = Buffer.concat([cipher.update(JSON.stringify(env), 'utf8'), cipher.final()]);
     return ['v1', iv.toString('base64'), body.toString('base64'), cipher.getAuthTag().toString('base64')].join(':');
   }
 
-  unseal(sealed: string | null): Record<string, string> {
+  unseal(sealed: string | null, taskId: string): Record<string, string> {
     if (!sealed) return {};
     const [version, iv, body, tag] = sealed.split(':');
     if (version !== 'v1' || !iv || !body || !tag) throw new Error('sealed env: unknown format');
     const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64'));
+    decipher.setAAD(Buffer.from(taskId, 'utf8'));
     decipher.setAuthTag(Buffer.from(tag, 'base64'));
     const text = Buffer.concat([decipher.update(Buffer.from(body, 'base64')), decipher.final()]).toString('utf8');
     return JSON.parse(text) as Record<string, string>;

@@ -66,6 +66,8 @@ interface Outcome {
   meter: TaskMeter;
   agentSessionId: string | null;
   resumed: boolean;
+  /** Lets the redactor forget the task's secrets again, once its last event is stored. */
+  releaseSecrets?: () => void;
 }
 
 /** Stopping the sandbox is how a task is stopped "at once", as the seed did: nothing it started survives. */
@@ -154,6 +156,16 @@ export class TaskExecution {
     } finally {
       clearTimeout(timer);
     }
+    try {
+      await this.finish(task, startedAt, outcome);
+    } finally {
+      outcome.releaseSecrets?.();
+    }
+  }
+
+  /** Records the outcome and tells it; when the store fails, the task's waiters still hear it. */
+  private async finish(task: Task, startedAt: number, outcome: Outcome): Promise<void> {
+    const { deps } = this;
     const finishedAt = Date.now();
     const { failure, meter } = outcome;
     const status: FinalTaskStatus = failure ? statusForFailure(failure.code) : 'succeeded';
@@ -195,7 +207,6 @@ export class TaskExecution {
     const outcome: Outcome = { failure: undefined, output: null, tools: [], meter: emptyMeter(), agentSessionId: null, resumed: false };
     let handle: SandboxHandle | undefined;
     let countersBefore: ResourceCounters | undefined;
-    let granted = false;
     let watcher: NodeJS.Timeout | undefined;
     /** Text and thinking deltas pass through it: a secret split across two deltas is still caught. */
     let streamed: AgentEventRedactor | undefined;
@@ -226,20 +237,19 @@ export class TaskExecution {
       watcher = this.watchResources(handle, countersBefore, controller);
       const access = await deps.gateway.openTask({
         taskId: task.id, sessionKey: session.key, network, budgetUsd,
+        // The hard cap behind maxTurns: every model call with the task's token counts (sub-agents' too).
+        maxModelCalls: lowered(task.options.maxTurns, template.maxTurns ?? deps.defaults.maxTurns)!,
         onModelCall: (call) => {
           // Not awaited: a failed store must not become an unhandled rejection (which ends the process).
           deps.events.append(task.sessionKey, task.id, 'usage', {
             model: call.model, inputTokens: call.usage.inputTokens, outputTokens: call.usage.outputTokens, costUsd: call.costUsd,
           }).catch((error: unknown) => deps.logger.error({ err: error, taskId: task.id }, 'could not store an event'));
         },
-        onBudgetExceeded: (spent) => {
-          controller.abort(new RunnerError('BUDGET_EXCEEDED', `The task spent $${spent.toFixed(4)} of its $${budgetUsd} budget.`));
-        },
+        onLimitReached: (error) => controller.abort(error),
       });
-      granted = true;
       checkAborted();
-      const env = deps.sealer.unseal(task.sealedEnv);
-      deps.redactor.add(task.sessionKey, ...Object.values(env));
+      const env = deps.sealer.unseal(task.sealedEnv, task.id);
+      outcome.releaseSecrets = deps.redactor.hold(task.sessionKey, ...Object.values(env), access.token);
       streamed = new AgentEventRedactor(deps.redactor, [...Object.values(env), access.token], task.sessionKey);
       const schema = task.options.outputSchema ?? template.outputSchema;
       const model = template.model ?? deps.defaults.model;
@@ -252,7 +262,8 @@ export class TaskExecution {
         systemPrompt: { mode: template.systemPromptMode, text: buildSystemPrompt(template.agentsMd, schema ? null : template.outputMd) },
         ...(schema ? { outputSchema: schema } : {}),
         ...(model ? { model } : {}),
-        maxTurns: lowered(task.options.maxTurns, template.maxTurns ?? deps.defaults.maxTurns)!,
+        // WebSearch runs on Anthropic's side, beyond the sandbox's network policy: only for `open` agents.
+        disallowedTools: network.mode === 'open' ? [] : ['WebSearch'],
         env,
         modelEndpoint: { baseUrl: SANDBOX_GATEWAY_URL, keyHelper: SANDBOX_KEY_HELPER },
         processEnv: { ...proxyEnv(network.mode), CLAUDE_CODE_MAX_RETRIES: String(deps.defaults.modelMaxRetries) },
@@ -274,7 +285,8 @@ export class TaskExecution {
       clearInterval(watcher);
       for (const safe of streamed?.flush() ?? []) void this.appendAgentEvent(task, safe);
     }
-    if (granted) outcome.meter = await deps.gateway.closeTask(task.id);
+    // Unconditionally: a grant that failed half-way is revoked too (closeTask knows unknown tasks).
+    outcome.meter = await deps.gateway.closeTask(task.id);
     // A tool killed for memory or processes may not fail the agent; it still fails the task, clearly.
     if (handle && countersBefore) outcome.failure = (await this.limitFailureSince(handle, countersBefore)) ?? outcome.failure;
     if (outcome.failure && handle) await this.cleanUpAfterFailure(task, outcome.failure, handle);
@@ -321,7 +333,7 @@ export class TaskExecution {
   /**
    * After a failure: a stop (abort, timeout, budget, limit) stops the sandbox;
    * otherwise the runtime has decided whether the session's agent lives on (it
-   * does after MAX_TURNS_REACHED or OUTPUT_INVALID), and if it does not, what
+   * does after OUTPUT_INVALID), and if it does not, what
    * it left running in the sandbox is killed.
    */
   private async cleanUpAfterFailure(task: Task, failure: RunnerError, handle: SandboxHandle): Promise<void> {

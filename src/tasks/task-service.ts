@@ -77,14 +77,15 @@ export class TaskService {
     const { deps } = this;
     const session = await deps.sessions.ensure(input.tenantId, input.sessionId, input.agent);
     deps.redactor.add(session.key, ...Object.values(env));
+    const id = newId('task');
     const task = queuedTask({
-      id: newId('task'),
+      id,
       sessionKey: session.key,
       tenantId: session.tenantId,
       sessionId: session.id,
       message: input.message,
       context: input.context ?? null,
-      sealedEnv: deps.sealer.seal(env),
+      sealedEnv: deps.sealer.seal(env, id),
       options: input.options ?? {},
       idempotencyKey: input.idempotencyKey ?? null,
       requestHash: input.idempotencyKey ? requestHash(input, env) : null,

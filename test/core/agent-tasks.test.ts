@@ -84,6 +84,11 @@ describe('tasks run end to end in Docker sandboxes', () => {
     assert.match(calls[0]!.prompt ?? '', /^Channel: web-chat\n\nMy email is alice@startup.io/);
     // The upstream saw the real key; the sandbox only ever had a task token.
     assert.equal(calls[0]!.headers['x-api-key'], h.env.ANTHROPIC_API_KEY);
+    // An allowlist agent is not offered WebSearch (it would fetch from Anthropic's side, past the policy).
+    const key = (await h.runner.store.findSession('default', 'alice'))!.key;
+    const init = (await h.runner.store.readEvents(key, 0, 1000)).find((e) => e.type === 'init')!.data as { tools: string[] };
+    assert.ok(init.tools.includes('Bash'));
+    assert.ok(!init.tools.includes('WebSearch'), init.tools.join(','));
   });
 
   test('two sessions have their own containers and workspaces', async () => {

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { RunnerError } from '../../src/core/errors.ts';
 import { SocketModelGateway } from '../../src/gateway/gateway.ts';
 import { priceUsage } from '../../src/pricing/prices.ts';
 import { Redactor } from '../../src/secrets/redactor.ts';
@@ -114,12 +115,12 @@ describe('the gateway refuses calls once a task has spent its budget', () => {
 
   test('a call that brings the spend to the budget is the last one forwarded, even when nobody stops the task', async () => {
     await gateway.attachSession('s_gateway', dir);
-    const exceeded: number[] = [];
+    const exceeded: RunnerError[] = [];
     const { token } = await gateway.openTask({
-      taskId: 'task_gateway', sessionKey: 's_gateway', network: { mode: 'none', allow: [] }, budgetUsd: CALL * 1.5,
+      taskId: 'task_gateway', sessionKey: 's_gateway', network: { mode: 'none', allow: [] }, budgetUsd: CALL * 1.5, maxModelCalls: 50,
       onModelCall: () => undefined,
       // The task runner would abort here; this test does not, to see the gateway refuse on its own.
-      onBudgetExceeded: (spent) => exceeded.push(spent),
+      onLimitReached: (error) => exceeded.push(error),
     });
     assert.equal((await call(token)).status, 200);
     assert.equal((await call(token)).status, 200);
@@ -128,7 +129,8 @@ describe('the gateway refuses calls once a task has spent its budget', () => {
     assert.equal(JSON.parse(refused.body).error.type, 'permission_error');
     assert.equal(model.findRequests({ prompt: 'gateway-budget-b3' }).length, 2);
     assert.equal(exceeded.length, 1);
-    assert.ok(close(exceeded[0]!, 2 * CALL));
+    assert.equal(exceeded[0]!.code, 'BUDGET_EXCEEDED');
+    assert.match(exceeded[0]!.message, new RegExp(`spent \\$${(2 * CALL).toFixed(4).replace('.', '\\.')} of its`));
     const meter = await gateway.closeTask('task_gateway');
     assert.ok(close(meter.costUsd, 2 * CALL));
     assert.equal(meter.modelCalls, 2);

@@ -180,14 +180,140 @@ describe('scopes: a session is redacted with its own secrets and the process\'s,
     assert.equal(r.redact('x sk-ant-process-key-1 y', 'session-a'), 'x [REDACTED] y');
   });
 
-  test('secrets of any length, in one pass; the oldest session secrets are forgotten past the bound', () => {
+  test('secrets of any length, in one pass; a session that floods pushes out only its own oldest', () => {
     const r = new Redactor();
     const long = 'L'.repeat(40_000) + 'end';
     r.add('session-a', long);
     assert.equal(r.redact(`<${long}>`, 'session-a'), '<[REDACTED]>');
-    for (let i = 0; i < 50_001; i++) r.add('session-b', `bulk-secret-${i}`);
-    assert.equal(r.redact('bulk-secret-50000', 'session-b'), '[REDACTED]');
-    // The very first ones fell out; the memory bound holds.
-    assert.equal(r.redact(`<${long}>`, 'session-a'), `<${long}>`);
+    const started = performance.now();
+    // 50 000 values sharing a long prefix: the index stays fast (a radix tree, not a scan per prefix).
+    for (let i = 0; i < 50_001; i++) r.add('session-b', `bulk-secret-shared-prefix-${i}`);
+    assert.ok(performance.now() - started < 5_000, `${performance.now() - started} ms`);
+    assert.equal(r.redact('bulk-secret-shared-prefix-50000', 'session-b'), '[REDACTED]');
+    assert.equal(r.redact('bulk-secret-shared-prefix-1', 'session-b'), 'bulk-secret-shared-prefix-1', 'its own oldest fell out');
+    assert.equal(r.redact(`<${long}>`, 'session-a'), '<[REDACTED]>', 'another session\'s stayed');
+  });
+});
+
+describe('no oracle: what an agent can observe never depends on secrets that are not its own', () => {
+  const OPERATOR_KEY = 'sk-ant-api03-Q7xk2LmN9pRsT';
+
+  /** How a session's deltas come out, for a text split in two pieces. */
+  function split(redactor: Redactor, first: string, second: string): string[] {
+    const events = new AgentEventRedactor(redactor, ['own-env-value-1'], 'session-a');
+    return [
+      ...events.events({ type: 'text', data: { text: first } }),
+      ...events.events({ type: 'text', data: { text: second } }),
+      ...events.flush(),
+    ].map((e) => (e.data as { text: string }).text);
+  }
+
+  test('deltas split the same whether a guess is a prefix of the operator\'s key or not', () => {
+    const redactor = new Redactor();
+    redactor.addPermanent(OPERATOR_KEY);
+    const right = split(redactor, 'try sk-ant-api03-Q7', ' next');
+    const wrong = split(redactor, 'try sk-ant-api03-Q8', ' next');
+    assert.deepEqual(right.map((t) => t.length), wrong.map((t) => t.length));
+    // The key itself is still redacted wherever it appears whole.
+    assert.equal(split(redactor, `x ${OPERATOR_KEY} y`, ' z').join(''), 'x [REDACTED] y z');
+  });
+
+  test('a tool result cut short ends the same whether its tail starts the operator\'s key or not', () => {
+    const redactor = new Redactor();
+    redactor.addPermanent(OPERATOR_KEY);
+    const cut = (tail: string) => {
+      const events = new AgentEventRedactor(redactor, ['own-env-value-1'], 'session-a');
+      const [event] = events.events({ type: 'tool_end', data: { tool: 'Bash', toolUseId: 't', isError: false, result: `${'x'.repeat(100)}${tail}…[truncated]` } });
+      return (event!.data as { result: string }).result;
+    };
+    assert.equal(cut('sk-ant-api03-Q7').length, cut('sk-ant-api03-Q8').length);
+  });
+});
+
+describe('a running task\'s secrets cannot be pushed out', () => {
+  test('values held by a running task survive a flood from many sessions; released, they age out', () => {
+    const r = new Redactor();
+    const release = r.hold('victim', 'victim-token-123456');
+    // Past the global bound, spread over sessions so each stays under its own.
+    const flood = (tag: string) => { for (let i = 0; i < 60_000; i++) r.add(`attacker-${i % 100}`, `${tag}-value-${i}`); };
+    flood('flood');
+    assert.equal(r.redact('victim-token-123456', 'victim'), '[REDACTED]');
+    assert.equal(r.redact('victim-token-123456'), '[REDACTED]', 'in the log too');
+    release();
+    flood('second-flood');
+    assert.equal(r.redact('victim-token-123456', 'victim'), 'victim-token-123456');
+  });
+
+  test('objects nested past the limit are cut, not passed on unread', () => {
+    const r = new Redactor();
+    r.add('s', 'deep-secret-value');
+    let deep: unknown = 'deep-secret-value';
+    for (let i = 0; i < 80; i++) deep = { inner: deep };
+    assert.ok(!JSON.stringify(r.redactDeep(deep, 's')).includes('deep-secret-value'));
+    assert.match(JSON.stringify(r.redactDeep(deep, 's')), /\[too deep\]/);
+  });
+});
+
+describe('the index against a naive reference', () => {
+  /** Longest secret at each position, left to right: the definition the index must meet. */
+  function reference(text: string, secrets: Set<string>): string {
+    let out = '';
+    for (let at = 0; at < text.length;) {
+      let hit = '';
+      for (const s of secrets) if (s.length > hit.length && text.startsWith(s, at)) hit = s;
+      if (hit) {
+        out += REDACTED;
+        at += hit.length;
+      } else {
+        out += text[at];
+        at += 1;
+      }
+    }
+    return out;
+  }
+
+  test('random adds and forgets over a small alphabet (shared prefixes, nested secrets) redact exactly as the reference', () => {
+    let seed = 7;
+    const random = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+    const word = (min: number, max: number) => Array.from({ length: min + random(max - min + 1) }, () => 'ab'[random(2)]).join('');
+    for (let round = 0; round < 40; round++) {
+      const r = new Redactor();
+      const live = new Set<string>();
+      const releases = new Map<string, () => void>();
+      for (let step = 0; step < 60; step++) {
+        const secret = word(6, 12);
+        if (live.has(secret) && random(2) === 0) {
+          releases.get(secret)!();
+          // A released value stays until pushed out; forget it from the reference only if the index did.
+          continue;
+        }
+        releases.set(secret, r.hold('s', secret));
+        live.add(secret);
+      }
+      for (let probe = 0; probe < 20; probe++) {
+        const text = word(0, 80);
+        assert.equal(r.redact(text, 's'), reference(text, live), `round ${round}: ${text}`);
+      }
+    }
+  });
+
+  test('past the per-session bound the oldest are forgotten, and what stays redacts exactly as the reference (delete and merge paths)', () => {
+    let seed = 11;
+    const random = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+    const word = () => Array.from({ length: 6 + random(9) }, () => 'abc'[random(3)]).join('');
+    const r = new Redactor();
+    const order = new Map<string, true>();
+    for (let i = 0; i < 3_000; i++) {
+      const secret = word();
+      r.add('s', secret);
+      order.delete(secret);
+      order.set(secret, true);
+    }
+    // The session keeps its newest 1 000.
+    const kept = new Set([...order.keys()].slice(-1_000));
+    for (let probe = 0; probe < 200; probe++) {
+      const text = Array.from({ length: 60 }, () => 'abc'[random(3)]).join('');
+      assert.equal(r.redact(text, 's'), reference(text, kept), text);
+    }
   });
 });

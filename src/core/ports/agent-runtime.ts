@@ -26,7 +26,8 @@ export interface AgentRunRequest {
   /** JSON Schema for structured output (the SDK's outputFormat), when the template has one. */
   outputSchema?: Record<string, unknown>;
   model?: string;
-  maxTurns: number;
+  /** Claude Code tools the agent may not use (e.g. WebSearch, which fetches from outside the sandbox). */
+  disallowedTools: string[];
   /** The task's env, for the agent's tools. */
   env: Record<string, string>;
   /**

@@ -3,11 +3,13 @@
  * session's sandbox talks to the gateway over its own unix socket; each task
  * gets a token that is valid only while a task of that session runs (its own
  * task, and the session's next one, since a live agent still holds it for
- * its first call), and only through that session's socket. The gateway swaps the token for the real credential,
- * meters every call's tokens for the task, enforces its budget, and (for the
- * allowlist network policy) is the sandbox's egress proxy.
+ * its first call), and only through that session's socket. The gateway swaps
+ * the token for the real credential, meters every call's tokens for the task,
+ * enforces its budget and its number of model calls, and (for the allowlist
+ * network policy) is the sandbox's egress proxy.
  */
 import { SANDBOX_GATEWAY_DIR, type NetworkMode } from './sandbox.ts';
+import type { RunnerError } from '../errors.ts';
 import type { TokenUsage } from '../model.ts';
 
 export interface ModelCall {
@@ -20,11 +22,28 @@ export interface TaskGrant {
   taskId: string;
   sessionKey: string;
   network: { mode: NetworkMode; allow: string[] };
-  /** The task may spend at most this much (USD); undefined means no limit. */
+  /**
+   * The task may spend at most this much (USD); undefined means no limit. A
+   * call is refused once the spend reaches it. Calls run at most a few at once
+   * per task (the gateway's `concurrentCalls`, 4): the spend can pass the
+   * budget by the call that crosses it plus the (at most 3) calls already
+   * under way then.
+   */
   budgetUsd: number | undefined;
+  /**
+   * The task may make at most this many model calls (POST /v1/messages, by
+   * the agent, its sub-agents or anything else holding the token; count_tokens
+   * is not one; a call the upstream refused or failed is not counted). The
+   * next one is refused, never forwarded.
+   */
+  maxModelCalls: number;
   onModelCall(call: ModelCall): void;
-  /** Called once, when a call brings the spend to the budget or past it. */
-  onBudgetExceeded(spentUsd: number): void;
+  /**
+   * Called once, with the first limit the task reaches: BUDGET_EXCEEDED when
+   * a call brings the spend to the budget or past it, MAX_TURNS_REACHED when
+   * a call past maxModelCalls is refused. The runner ends the task with it.
+   */
+  onLimitReached(error: RunnerError): void;
 }
 
 export interface TaskMeter {
@@ -41,7 +60,10 @@ export interface ModelGateway {
   detachSession(sessionKey: string): Promise<void>;
   /** Grants the task access; the token is also written where the sandbox's key helper reads it. */
   openTask(grant: TaskGrant): Promise<{ token: string }>;
-  /** Revokes the task's token and returns what it spent. */
+  /**
+   * Revokes the task's token, cuts its calls still under way, and returns what
+   * it spent once each of them has recorded what it was billed.
+   */
   closeTask(taskId: string): Promise<TaskMeter>;
   close(): Promise<void>;
 }

@@ -29,6 +29,7 @@ export interface LiveAgentOptions {
   systemPrompt: AgentRunRequest['systemPrompt'];
   outputSchema?: Record<string, unknown>;
   model?: string;
+  disallowedTools: string[];
   resumeId: string | null;
   logger: { debug(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
 }
@@ -45,7 +46,6 @@ interface Turn {
   toolNames: Map<string, string>;
   modelCalls: number;
   initSent: boolean;
-  maxTurnsHit: boolean;
   apiError: string | null;
   settle(outcome: { result?: AgentRunResult; error?: Error }): void;
 }
@@ -104,6 +104,7 @@ export class LiveAgent {
         permissionMode: 'bypassPermissions',
         allowDangerouslySkipPermissions: true,
         settingSources: [],
+        disallowedTools: options.disallowedTools,
         settings: { apiKeyHelper: options.keyHelper },
       },
     });
@@ -135,7 +136,6 @@ export class LiveAgent {
         toolNames: new Map(),
         modelCalls: 0,
         initSent: false,
-        maxTurnsHit: false,
         apiError: null,
         settle: ({ result, error }) => {
           if (this.turn !== turn) return;
@@ -219,12 +219,9 @@ export class LiveAgent {
       case 'stream_event': {
         if (!turn || message.parent_tool_use_id !== null) return;
         const event = message.event;
+        // The cap on model calls is the gateway's (it sees every call, sub-agents' too); here they are only counted.
         if (event.type === 'message_start') {
           turn.modelCalls += 1;
-          if (turn.modelCalls > turn.request.maxTurns && !turn.maxTurnsHit) {
-            turn.maxTurnsHit = true;
-            void this.query.interrupt().catch(() => this.close());
-          }
         } else if (event.type === 'content_block_delta') {
           if (event.delta.type === 'text_delta') this.emit(turn, { type: 'text', data: { text: event.delta.text } });
           else if (event.delta.type === 'thinking_delta') this.emit(turn, { type: 'thinking', data: { text: event.delta.thinking } });
@@ -271,9 +268,7 @@ export class LiveAgent {
   }
 
   private outcome(turn: Turn, message: Extract<SDKMessage, { type: 'result' }>): { result?: AgentRunResult; error?: Error } {
-    if (turn.maxTurnsHit || message.subtype === 'error_max_turns') {
-      return { error: new RunnerError('MAX_TURNS_REACHED', `The agent reached its limit of ${turn.request.maxTurns} turns.`) };
-    }
+    if (message.subtype === 'error_max_turns') return { error: new RunnerError('MAX_TURNS_REACHED') };
     if (message.subtype === 'error_max_budget_usd') return { error: new RunnerError('BUDGET_EXCEEDED') };
     if (message.subtype === 'error_max_structured_output_retries') {
       const errors = message.errors ?? [];

@@ -99,7 +99,7 @@ export class ClaudeAgentRuntime implements AgentRuntime {
       return { ...result, resumed };
     } catch (error) {
       // A process that failed mid-task is not trusted with the next one.
-      if (!agent.alive || (error instanceof RunnerError && error.code !== 'MAX_TURNS_REACHED' && error.code !== 'OUTPUT_INVALID')) {
+      if (!agent.alive || (error instanceof RunnerError && error.code !== 'OUTPUT_INVALID')) {
         if (this.agents.get(request.sessionKey) === agent) await this.release(request.sessionKey);
       }
       throw error;
@@ -120,6 +120,7 @@ export class ClaudeAgentRuntime implements AgentRuntime {
       ...(request.outputSchema ? { outputSchema: request.outputSchema } : {}),
       ...(request.model ? { model: request.model } : {}),
       resumeId,
+      disallowedTools: request.disallowedTools,
       logger: this.options.logger,
     });
     this.agents.set(request.sessionKey, agent);
@@ -129,7 +130,7 @@ export class ClaudeAgentRuntime implements AgentRuntime {
   /** Everything that is fixed for the life of a process: a change means a new process. */
   private fingerprint(request: AgentRunRequest): string {
     return createHash('sha256').update(JSON.stringify([
-      request.sandbox.id, request.systemPrompt, request.outputSchema ?? null, request.model ?? null,
+      request.sandbox.id, request.systemPrompt, request.outputSchema ?? null, request.model ?? null, request.disallowedTools,
       request.modelEndpoint.keyHelper, agentProcessEnv(request),
     ])).digest('hex');
   }
