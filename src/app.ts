@@ -4,7 +4,7 @@
  * into the domain services and the HTTP layer. `createRunner` builds;
  * `start` recovers from a crash and listens; `shutdown` drains and exits.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -84,11 +84,12 @@ export async function createRunner(config: Config): Promise<Runner> {
   const logger = createLogger(config.logLevel, redactor);
   for (const warning of config.warnings) logger.warn(warning);
 
-  mkdirSync(config.dataDir, { recursive: true });
+  // DATA_DIR and its sessions/sockets folders are the runner's alone (0700): they hold every tenant's data and gateway sockets.
+  const dirs = new SessionDirectories(config.dataDir);
+  dirs.prepare();
   const runnerId = stableRunnerId(config);
   const store = await openSqliteStore({ file: join(config.dataDir, 'runner.db') });
   const templates = new TemplateCatalog(config.agentDir, config.defaultAgent);
-  const dirs = new SessionDirectories(config.dataDir);
   const sealer = EnvSealer.fromDataDir(config.dataDir, config.secretKey);
   const files = new WorkspaceFiles();
   const dockerSandbox = new DockerSandboxDriver({

@@ -7,9 +7,10 @@
  * once (tasks beyond it wait in their queue, abortable, their time limit not
  * yet ticking), so an idle sandbox to stop always exists. Should every
  * running sandbox still be busy (work outside the scheduler), ensure() waits
- * for one to free up for up to `waitMs`, then fails with SANDBOX_UNAVAILABLE.
+ * for one to free up for up to `waitMs` (the engine's answers included), then
+ * fails with SANDBOX_UNAVAILABLE. ensure(spec, signal) stops waiting when the
+ * signal aborts, with its reason (a container already being started goes on).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { RunnerError } from '../core/errors.ts';
 import type {
   ExecOptions, ResourceCounters, SandboxDriver, SandboxHandle, SandboxInfo, SandboxProcess, SandboxSpec,
@@ -45,24 +46,61 @@ export class CappedSandboxDriver implements SandboxDriver {
     return this.inner.check();
   }
 
-  async ensure(spec: SandboxSpec): Promise<SandboxHandle> {
+  /** The port's ensure; `signal` (optional, the task's) ends the wait for a slot with its reason. */
+  async ensure(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    signal?.throwIfAborted();
     const key = spec.sessionKey;
     this.lastUsed.set(key, Date.now());
-    if (this.options.maxRunning <= 0) return this.inner.ensure(spec);
+    if (this.options.maxRunning <= 0) return abortable(this.inner.ensure(spec), signal);
     const deadline = Date.now() + (this.options.waitMs ?? 60_000);
     let outcome: 'running' | 'slot' | 'full';
-    for (let waited = false; (outcome = await this.exclusive(() => this.takeSlot(key))) === 'full'; waited = true) {
-      if (Date.now() > deadline) {
-        throw new RunnerError('SANDBOX_UNAVAILABLE', `All ${this.options.maxRunning} running sandboxes (MAX_RUNNING_SANDBOXES) are busy with tasks; try again later.`);
-      }
+    for (let waited = false; (outcome = await this.slotBefore(key, deadline, signal)) === 'full'; waited = true) {
+      if (Date.now() >= deadline) throw this.busyError();
       if (!waited) this.options.logger.warn({ sessionKey: key, maxRunning: this.options.maxRunning }, 'every running sandbox is busy: waiting for one to free up');
-      await sleep(250);
+      await abortable(new Promise((resolve) => setTimeout(resolve, Math.min(250, deadline - Date.now()))), signal);
     }
-    try {
-      return await this.inner.ensure(spec);
-    } finally {
-      if (outcome === 'slot') this.starting.delete(key);
-    }
+    const started = this.inner.ensure(spec);
+    // The slot is held until the start ends, even when this caller stops waiting for it.
+    if (outcome === 'slot') void started.then(() => this.starting.delete(key), () => this.starting.delete(key));
+    return abortable(started, signal);
+  }
+
+  private busyError(): RunnerError {
+    return new RunnerError(
+      'SANDBOX_UNAVAILABLE',
+      `No sandbox could start within ${this.options.waitMs ?? 60_000} ms: all ${this.options.maxRunning} running sandboxes (MAX_RUNNING_SANDBOXES) are busy with tasks, or the Docker engine is slow; try again later.`,
+    );
+  }
+
+  /**
+   * takeSlot, after every earlier decision, given up at the deadline (a stuck
+   * engine holds the lock) or on abort; a slot granted after this caller left
+   * is handed back.
+   */
+  private slotBefore(sessionKey: string, deadline: number, signal: AbortSignal | undefined): Promise<'running' | 'slot' | 'full'> {
+    let left = false;
+    const decision = this.exclusive(() => (left ? Promise.resolve('full' as const) : this.takeSlot(sessionKey)));
+    void decision.then((outcome) => {
+      if (left && outcome === 'slot') this.starting.delete(sessionKey);
+    }, () => {});
+    return new Promise((resolve, reject) => {
+      const leave = (reason: unknown): void => {
+        left = true;
+        done();
+        reject(reason);
+      };
+      const onAbort = (): void => leave(signal!.reason);
+      const timer = setTimeout(() => leave(this.busyError()), Math.max(0, deadline - Date.now()));
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      decision.then(
+        (outcome) => { if (!left) { done(); resolve(outcome); } },
+        (error: unknown) => { if (!left) { done(); reject(error); } },
+      );
+    });
   }
 
   /**
@@ -120,4 +158,18 @@ export class CappedSandboxDriver implements SandboxDriver {
   list(): Promise<SandboxInfo[]> {
     return this.inner.list();
   }
+}
+
+/** The promise's outcome, or the signal's reason as soon as it aborts (the work itself goes on). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value); },
+      (error: unknown) => { signal.removeEventListener('abort', onAbort); reject(error); },
+    );
+  });
 }

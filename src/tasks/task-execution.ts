@@ -231,7 +231,7 @@ export class TaskExecution {
       handle = await deps.sandbox.ensure({
         sessionKey: session.key, tenantId: session.tenantId, sessionId: session.id,
         workspaceDir: dirs.workspace, homeDir: dirs.home, gatewaySocketDir: dirs.socketDir, network: network.mode,
-      });
+      }, signal);
       checkAborted();
       countersBefore = await deps.sandbox.resourceCounters(handle);
       watcher = this.watchResources(handle, countersBefore, controller);

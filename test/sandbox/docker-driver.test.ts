@@ -10,8 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { RunnerError } from '../../src/core/errors.ts';
@@ -27,6 +29,8 @@ const RUNNER_ID = `test-${RUN}`;
 const OTHER_RUNNER_ID = `test-other-${RUN}`;
 const TEST_LABEL = 'dev.claude-runner.test';
 const BUSYBOX_IMAGE = `claude-runner-test-busybox:${RUN}`;
+/** This run's own network for `open` sandboxes (the driver creates it; removed at the end). */
+const OPEN_NET = `claude-runner-test-open-${RUN}`;
 const MiB = 1024 * 1024;
 /** Per-test time limit: a broken stream must fail the test, not hang it. */
 const T = { timeout: 30_000 };
@@ -35,9 +39,12 @@ const LIMITS = { memoryBytes: 256 * MiB, nanoCpus: 1_000_000_000, pidsLimit: 64,
 let root: string;
 let driver: DockerSandboxDriver;
 let httpdIp: string | null = null;
+/** A server of this test on the host: what `open` sandboxes reach, as they reach the host. */
+let hostServer: http.Server;
+let hostPort = 0;
 
 function makeDriver(runnerId = RUNNER_ID, extra: Partial<ConstructorParameters<typeof DockerSandboxDriver>[0]> = {}): DockerSandboxDriver {
-  return new DockerSandboxDriver({ docker, runnerId, image: IMAGE, claudeExecutablePath: CLAUDE, limits: LIMITS, ...extra });
+  return new DockerSandboxDriver({ docker, runnerId, image: IMAGE, claudeExecutablePath: CLAUDE, limits: LIMITS, openNetwork: OPEN_NET, ...extra });
 }
 
 async function specFor(name: string, network: NetworkMode = 'none'): Promise<SandboxSpec> {
@@ -109,7 +116,7 @@ function tarImport(dir: string, name: string): Promise<void> {
   });
 }
 
-/** A busybox httpd on the default bridge: the "outside world" of the network tests. */
+/** A busybox httpd on Docker's default bridge: another program's container, which `open` sandboxes must not reach. */
 async function startTestHost(): Promise<string | null> {
   const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
   if (!busybox) return null;
@@ -132,12 +139,60 @@ async function startTestHost(): Promise<string | null> {
   return info.NetworkSettings.Networks.bridge?.IPAddress || null;
 }
 
+/**
+ * A unix socket in front of the Docker engine that forwards every request but
+ * those matching `stall`: those get no answer, ever (an engine that is stuck).
+ */
+async function stallingDockerProxy(stall: RegExp): Promise<{ socketPath: string; stalled(): number; close(): Promise<void> }> {
+  const socketPath = path.join(root, `docker-proxy-${randomBytes(3).toString('hex')}.sock`);
+  const configured = (docker.modem as unknown as { socketPath?: unknown }).socketPath;
+  const engine = typeof configured === 'string' ? configured : '/var/run/docker.sock';
+  const clients = new Set<net.Socket>();
+  let stalled = 0;
+  const server = net.createServer((client) => {
+    clients.add(client);
+    const upstream = net.connect(engine);
+    let holding = false;
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      clients.delete(client);
+    };
+    client.on('data', (chunk: Buffer) => {
+      // a keep-alive connection carries several requests: each starts a chunk
+      if (!holding && stall.test(chunk.toString('latin1', 0, 200))) {
+        holding = true;
+        stalled++;
+        upstream.destroy();
+      }
+      if (!holding) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => { if (!holding) client.write(chunk); });
+    client.on('close', end);
+    client.on('error', end);
+    upstream.on('close', () => { if (!holding) end(); });
+    upstream.on('error', () => { if (!holding) end(); });
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  return {
+    socketPath,
+    stalled: () => stalled,
+    close: async () => {
+      for (const client of clients) client.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 before(async () => {
   const built = await ensureSandboxImage({ docker, tag: IMAGE, offline: true, log: (line) => console.log(`[image] ${line}`) });
   if (built.built) console.log(`built ${IMAGE}`);
   root = await mkdtemp(path.join(tmpdir(), 'claude-runner-sandbox-test-'));
   driver = makeDriver();
   httpdIp = await startTestHost();
+  hostServer = http.createServer((req, res) => res.end(`hello from the host to ${req.socket.remoteAddress}\n`));
+  await new Promise<void>((resolve) => hostServer.listen(0, '0.0.0.0', resolve));
+  hostPort = (hostServer.address() as net.AddressInfo).port;
 }, { timeout: 300_000 });
 
 after(async () => {
@@ -152,7 +207,11 @@ after(async () => {
     await docker.getImage(image.Id).remove({ force: true }).catch(() => {});
   }
   if (root) await rm(root, { recursive: true, force: true });
+  await new Promise((resolve) => hostServer?.close(resolve));
+  await docker.getNetwork(OPEN_NET).remove().catch(() => {});
+  for (const n of await docker.listNetworks()) if (n.Name.startsWith(`claude-runner-test-open-bad-${RUN}`)) await docker.getNetwork(n.Id).remove().catch(() => {});
   // nothing leaked
+  assert.deepEqual((await docker.listNetworks()).filter((n) => n.Name.includes(RUN)).map((n) => n.Name), []);
   assert.deepEqual(await containersOf(RUNNER_ID), []);
   assert.deepEqual(await containersOf(OTHER_RUNNER_ID), []);
   assert.deepEqual(await docker.listContainers({ all: true, filters: { label: [`${TEST_LABEL}=${RUN}`] } }), []);
@@ -228,6 +287,94 @@ describe('processes', () => {
     const error = await new Promise<Error>((resolve) => proc.on('error', resolve));
     assert.ok(error instanceof RunnerError);
     assert.equal(error.code, 'SANDBOX_UNAVAILABLE');
+  });
+
+  test("a process that cannot start: 'error', then exactly one 'exit' (null, null)", T, async () => {
+    const cases: Array<{ handle: SandboxHandle; env: Record<string, string>; code: string }> = [
+      { handle: { sessionKey: 'nope', id: 'claude-runner-does-not-exist' }, env: {}, code: 'SANDBOX_UNAVAILABLE' },
+      { handle, env: { 'NOT-A-NAME': 'x' }, code: 'INVALID_ENV' },
+    ];
+    for (const c of cases) {
+      const proc = driver.exec(c.handle, ['true'], { cwd: '/workspace', env: c.env });
+      const events: string[] = [];
+      proc.on('error', (e) => events.push(`error ${(e as RunnerError).code}`));
+      const exited = new Promise<void>((resolve) => proc.on('exit', (code, signal) => { events.push(`exit ${code} ${signal}`); resolve(); }));
+      await Promise.race([exited, sleep(5000)]);
+      await sleep(50); // a second 'exit' would show up here
+      assert.deepEqual(events, [`error ${c.code}`, 'exit null null']);
+      assert.equal(proc.exitCode, null);
+      assert.equal(proc.kill('SIGTERM'), false, 'nothing to kill');
+    }
+  });
+
+  test("a process whose stream drops while it runs on: 'error', one 'exit' (null, null) within seconds, and it is killed", T, async () => {
+    // A Docker client that hands the test every process stream, so the test can cut one.
+    const streams: Duplex[] = [];
+    const spy = Object.create(docker) as Docker;
+    spy.getContainer = (id: string) => {
+      const container = docker.getContainer(id);
+      const createExec = container.exec.bind(container);
+      container.exec = (async (options: Docker.ExecCreateOptions) => {
+        const exec = await createExec(options);
+        if (options.AttachStdin) {
+          const start = exec.start.bind(exec);
+          exec.start = (async (startOptions: Docker.ExecStartOptions) => {
+            const stream = await start(startOptions);
+            streams.push(stream);
+            return stream;
+          }) as typeof exec.start;
+        }
+        return exec;
+      }) as typeof container.exec;
+      return container;
+    };
+    const d = makeDriver(RUNNER_ID, { docker: spy });
+    const proc = d.exec(handle, ['sleep', '304'], { cwd: '/workspace', env: {} });
+    const errors: Error[] = [];
+    const exits: Array<[number | null, string | null]> = [];
+    proc.on('error', (error) => errors.push(error));
+    const exited = new Promise<void>((resolve) => proc.on('exit', (code, signal) => { exits.push([code, signal]); resolve(); }));
+    proc.stdout.resume();
+    for (let i = 0; i < 100 && !(await processes(handle)).includes('1000 sleep 304'); i++) await sleep(50);
+    assert.ok((await processes(handle)).includes('1000 sleep 304'));
+    assert.equal(streams.length, 1);
+    const dropped = Date.now();
+    streams[0]!.destroy(); // the connection to the engine is gone; the process is not
+    await Promise.race([exited, sleep(15_000).then(() => { throw new Error("no 'exit' within 15 s of the stream dropping"); })]);
+    assert.ok(Date.now() - dropped < 10_000, `exit after ${Date.now() - dropped} ms`);
+    await sleep(50);
+    assert.deepEqual(exits, [[null, null]]);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof RunnerError);
+    assert.equal(errors[0].code, 'SANDBOX_UNAVAILABLE');
+    assert.match(errors[0].message, /after its output stream closed; it was killed/);
+    assert.equal(proc.exitCode, null);
+    let left = ['?'];
+    for (let i = 0; i < 50 && left.length > 0; i++) {
+      if (i > 0) await sleep(100);
+      left = (await processes(handle)).filter((p) => p.includes('sleep 304'));
+    }
+    assert.deepEqual(left, [], 'the process was killed');
+  });
+
+  test('an engine that never starts an exec: the driver gives up with SANDBOX_UNAVAILABLE, it does not hang', { timeout: 60_000 }, async () => {
+    const proxy = await stallingDockerProxy(/^POST (\/v[\d.]+)?\/exec\/[0-9a-f]+\/start /);
+    try {
+      const d = makeDriver(RUNNER_ID, { docker: { socketPath: proxy.socketPath }, countersFrom: 'sandbox' });
+      const started = Date.now();
+      const outcome = await Promise.race([
+        d.resourceCounters(handle).then(() => 'answered', (error: unknown) => error),
+        sleep(25_000).then(() => 'still waiting after 25 s'),
+      ]);
+      assert.ok(outcome instanceof RunnerError, String(outcome));
+      assert.equal(outcome.code, 'SANDBOX_UNAVAILABLE');
+      assert.match(outcome.message, /did not run `head` in the sandbox of session .* within 10000 ms/);
+      assert.ok(proxy.stalled() >= 1, 'the exec start was held');
+      assert.ok(Date.now() - started < 15_000);
+    } finally {
+      await proxy.close();
+    }
+    assert.equal((await sh(handle, 'echo alive')).stdout, 'alive\n');
   });
 
   test('kill stops a sleep inside the container', T, async () => {
@@ -455,15 +602,28 @@ describe('hardening', () => {
   });
 });
 
+/** The sandbox's address on its (only) network. */
+async function addressOf(handle: SandboxHandle): Promise<string> {
+  const networks = (await docker.getContainer(handle.id).inspect()).NetworkSettings.Networks;
+  const ip = Object.values(networks)[0]?.IPAddress;
+  assert.ok(ip, `no address: ${JSON.stringify(networks)}`);
+  return ip;
+}
+
+/** Docker's default bridge gateway: an address of this host. */
+async function hostAddress(): Promise<string> {
+  const info = (await docker.getNetwork('bridge').inspect()) as Docker.NetworkInspectInfo;
+  return info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway ?? '172.17.0.1';
+}
+
 describe('network', () => {
-  test("'none' cannot reach a test host that an 'open' sandbox reaches", T, async (t) => {
-    if (!httpdIp) return t.skip('busybox-static is not installed');
-    const url = `http://${httpdIp}:8080/index.html`;
+  test("'none' cannot reach a server on the host that an 'open' sandbox reaches", T, async () => {
+    const url = `http://${await hostAddress()}:${hostPort}/`;
     const closed = await driver.ensure(await specFor('net-none', 'none'));
     const open = await driver.ensure(await specFor('net-open', 'open'));
     const fromOpen = await run(open, ['curl', '-sS', '--max-time', '5', url]);
     assert.equal(fromOpen.code, 0, fromOpen.stderr);
-    assert.equal(fromOpen.stdout, 'hello from the test host\n');
+    assert.equal(fromOpen.stdout, `hello from the host to ${await addressOf(open)}\n`);
     const fromNone = await run(closed, ['curl', '-sS', '--max-time', '5', url]);
     assert.notEqual(fromNone.code, 0);
     assert.equal(fromNone.stdout, '');
@@ -472,6 +632,106 @@ describe('network', () => {
     assert.equal(links.stdout.trim(), 'lo');
     const hosts = await sh(open, 'getent hosts host.docker.internal');
     assert.match(hosts.stdout, /^\d+\.\d+\.\d+\.\d+\s+host\.docker\.internal/);
+  });
+
+  test("two 'open' sandboxes (two tenants) cannot reach each other, nor other containers; both reach the host", { timeout: 60_000 }, async (t) => {
+    const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
+    if (!busybox) return t.skip('busybox-static is not installed');
+    const specA = { ...(await specFor('open-a', 'open')), tenantId: 'tenant-a' };
+    const specB = { ...(await specFor('open-b', 'open')), tenantId: 'tenant-b' };
+    await mkdir(path.join(specA.workspaceDir, 'www'), { recursive: true });
+    await copyFile(busybox, path.join(specA.workspaceDir, 'busybox'));
+    await chmod(path.join(specA.workspaceDir, 'busybox'), 0o755);
+    await writeFile(path.join(specA.workspaceDir, 'www', 'index.html'), 'hello from sandbox a\n');
+    const a = await driver.ensure(specA);
+    const b = await driver.ensure(specB);
+    const httpd = driver.exec(a, ['/workspace/busybox', 'httpd', '-f', '-p', '8080', '-h', '/workspace/www'], { cwd: '/workspace', env: {} });
+    const httpdDone = collect(httpd, undefined, () => '');
+    try {
+      const ipA = await addressOf(a);
+      const urlA = `http://${ipA}:8080/index.html`;
+      // the control: A's server answers (from inside A)
+      let self: RunResult | null = null;
+      for (let i = 0; i < 50 && self?.code !== 0; i++) {
+        if (i > 0) await sleep(100);
+        self = await run(a, ['curl', '-sS', '--max-time', '2', urlA]);
+      }
+      assert.equal(self?.stdout, 'hello from sandbox a\n', self?.stderr);
+      const fromB = await run(b, ['curl', '-sS', '--max-time', '3', urlA]);
+      assert.notEqual(fromB.code, 0, `sandbox b reached sandbox a: ${fromB.stdout}`);
+      assert.equal(fromB.stdout, '');
+      // another program's container on Docker's default bridge is out of reach too
+      if (httpdIp) {
+        const other = await run(b, ['curl', '-sS', '--max-time', '3', `http://${httpdIp}:8080/index.html`]);
+        assert.notEqual(other.code, 0, `reached a container on the default bridge: ${other.stdout}`);
+      }
+      // both still reach the host, by its alias
+      for (const handle of [a, b]) {
+        const result = await run(handle, ['curl', '-sS', '--max-time', '5', `http://host.docker.internal:${hostPort}/`]);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, `hello from the host to ${await addressOf(handle)}\n`);
+      }
+    } finally {
+      httpd.kill('SIGKILL');
+      await httpdDone;
+    }
+    // Docker's own network facts: our network, not the default bridge, with inter-container traffic off.
+    const container = await docker.getContainer(a.id).inspect();
+    assert.deepEqual(Object.keys(container.NetworkSettings.Networks), [OPEN_NET]);
+    const network = (await docker.getNetwork(OPEN_NET).inspect()) as Docker.NetworkInspectInfo;
+    assert.equal(network.Driver, 'bridge');
+    assert.equal(network.Options?.['com.docker.network.bridge.enable_icc'], 'false');
+    assert.equal(network.Labels?.['dev.claude-runner.network'], 'open');
+  });
+
+  test("the runner tells the open network's addresses apart (isSandboxAddress), from check() on", T, async () => {
+    const open = await driver.ensure(await specFor('net-open', 'open'));
+    const ip = await addressOf(open);
+    const network = (await docker.getNetwork(OPEN_NET).inspect()) as Docker.NetworkInspectInfo;
+    const gateway = network.IPAM?.Config?.[0]?.Gateway;
+    assert.ok(gateway);
+    assert.equal(driver.isSandboxAddress(ip), true);
+    assert.equal(driver.isSandboxAddress(`::ffff:${ip}`), true);
+    assert.equal(driver.isSandboxAddress(gateway), false, 'the host itself, on that network');
+    assert.equal(driver.isSandboxAddress(await hostAddress()), false);
+    assert.equal(driver.isSandboxAddress('127.0.0.1'), false);
+    // A runner that starts while the network exists knows it before its first open sandbox.
+    const fresh = makeDriver();
+    assert.equal(fresh.isSandboxAddress(ip), false);
+    await fresh.check();
+    assert.equal(fresh.isSandboxAddress(ip), true);
+  });
+
+  test('a network of that name that lets containers talk is refused', T, async () => {
+    const bad = `claude-runner-test-open-bad-${RUN}`;
+    await docker.createNetwork({ Name: bad, CheckDuplicate: true, Labels: { [TEST_LABEL]: RUN } });
+    try {
+      const d = makeDriver(RUNNER_ID, { openNetwork: bad });
+      await assert.rejects(d.ensure(await specFor('net-bad', 'open')), (e: RunnerError) =>
+        e.code === 'SANDBOX_UNAVAILABLE' && e.message.includes('enable_icc=false') && e.message.includes(`docker network rm ${bad}`));
+      assert.deepEqual((await d.list()).filter((s) => s.sessionKey.endsWith('net-bad')), []);
+    } finally {
+      await docker.getNetwork(bad).remove().catch(() => {});
+    }
+  });
+
+  test('a sandbox whose network was removed while it was stopped starts again on a new one', T, async () => {
+    const own = `claude-runner-test-open-bad-${RUN}-gone`;
+    const d = makeDriver(RUNNER_ID, { openNetwork: own });
+    const spec = await specFor('net-gone', 'open');
+    try {
+      const first = await d.ensure(spec);
+      await d.stop(spec.sessionKey);
+      await docker.getNetwork(own).remove();
+      const second = await d.ensure(spec);
+      assert.notEqual(second.id, first.id);
+      assert.equal(d.isSandboxAddress(await addressOf(second)), true);
+      const result = await run(second, ['curl', '-sS', '--max-time', '5', `http://host.docker.internal:${hostPort}/`], { d });
+      assert.equal(result.code, 0, result.stderr);
+    } finally {
+      await d.remove(spec.sessionKey);
+      await docker.getNetwork(own).remove().catch(() => {});
+    }
   });
 
   test('the relay forwards 127.0.0.1:4100 to the gateway socket', T, async () => {

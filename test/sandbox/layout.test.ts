@@ -61,3 +61,20 @@ test('no source file but the port spells the layout again', () => {
     .filter((file) => retyped.test(readFileSync(join(ROOT, file), 'utf8')));
   assert.deepEqual(offenders, []);
 });
+
+test('the relay user is defined once (RELAY_UID:RELAY_GID), and nothing unused is exported', async () => {
+  const driverSource = readFileSync(join(ROOT, 'src/sandbox/docker/driver.ts'), 'utf8');
+  assert.doesNotMatch(driverSource, /'1001:1001'|"1001:1001"|`1001:1001`/);
+  const spec = docker.buildContainerSpec(
+    { runnerId: 'r', image: 'i', claudeExecutablePath: '/c', relayUser: 'x', limits: { memoryBytes: 1, nanoCpus: 1, pidsLimit: 1, tmpSizeBytes: 1 } },
+    { sessionKey: 's_1', tenantId: 't', sessionId: 'x', workspaceDir: '/w', homeDir: '/h', gatewaySocketDir: '/g', network: 'none' },
+  );
+  assert.equal(spec.User, 'x');
+  const driver = new docker.DockerSandboxDriver({ runnerId: 'r', claudeExecutablePath: '/c', limits: { memoryBytes: 1, nanoCpus: 1, pidsLimit: 1, tmpSizeBytes: 1 } });
+  assert.equal(driver.relayUser, `${docker.RELAY_UID}:${docker.RELAY_GID}`);
+  const driverModule = await import('../../src/sandbox/docker/driver.ts');
+  assert.equal('signalNumber' in driverModule, false);
+  const execModule = await import('../../src/sandbox/docker/exec-process.ts');
+  assert.equal('signalNumber' in execModule, false);
+  assert.equal(Object.getOwnPropertyNames(execModule.DockerExecProcess.prototype).includes('sandboxPid'), false);
+});

@@ -2,8 +2,10 @@
  * Network policy, per agent template, seen from inside real sandboxes:
  * `none` reaches nothing but the model endpoint, `allowlist` reaches listed
  * host:port pairs through the gateway's proxy and nothing else, `open`
- * reaches the outside world (our own busybox test host). No mode reaches the
- * runner's API or its database; no mode but `open` resolves names.
+ * reaches the outside world (a server of ours on the host; other containers,
+ * like our busybox test host on Docker's default bridge, are out of reach:
+ * open sandboxes have a network of their own). No mode reaches the runner's
+ * API or its database; no mode but `open` resolves names.
  *
  * The runner listens on all interfaces here (API keys are set), as it would
  * in production, so "not reachable" is a property of the defences, not of a
@@ -15,6 +17,7 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { OPEN_NETWORK } from '../../src/sandbox/docker/index.ts';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import {
@@ -65,6 +68,9 @@ describe('network policy', () => {
   let unlistedPort: number;
   let runnerPort: number;
   let gateway: string;
+  let outsideServer: Server;
+  let outsidePort: number;
+  let openNetworkExisted = true;
   const listedHits: string[] = [];
   const unlistedHits: string[] = [];
 
@@ -88,6 +94,11 @@ describe('network policy', () => {
     await new Promise<void>((resolve) => unlisted.listen(0, '0.0.0.0', resolve));
     listedPort = (listed.address() as { port: number }).port;
     unlistedPort = (unlisted.address() as { port: number }).port;
+    // The open sandbox's "outside world": a server on the host (other containers are out of its reach).
+    outsideServer = createServer((_req, res) => res.end('hello from the outside\n'));
+    await new Promise<void>((resolve) => outsideServer.listen(0, '0.0.0.0', resolve));
+    outsidePort = (outsideServer.address() as { port: number }).port;
+    openNetworkExisted = await docker.getNetwork(OPEN_NETWORK).inspect().then(() => true, () => false);
     runnerPort = await freePort();
     const nslookup = (name: string) => `printf 'dns '; /workspace/bin/busybox timeout 5 /workspace/bin/busybox nslookup ${name} ${gateway} 2>&1 | tr '\\n' ' '; echo " exit=$?"`;
     const nslookupExit = (name: string) => `/workspace/bin/busybox timeout 5 /workspace/bin/busybox nslookup ${name} ${gateway} >/dev/null 2>&1; echo "dns-exit=$?"`;
@@ -135,7 +146,11 @@ describe('network policy', () => {
           nslookupExit('probe-allowlist.test'),
         ].join('; ')), text('probed allowlist')),
         rule('probe-open-k4', bash([
-          probe('outside-direct', outside),
+          probe('outside-direct', `http://host.docker.internal:${outsidePort}/`),
+          probe('other-container', outside),
+          // the host's address on the sandbox's own network (its default route), from /proc: the image has no `ip`
+          'g=$(awk \'$2=="00000000" {print $3}\' /proc/net/route); own=$(printf "%d.%d.%d.%d" 0x${g:6:2} 0x${g:4:2} 0x${g:2:2} 0x${g:0:2}); echo "own-gateway=$own"',
+          probe('api-own-gateway', `http://$own:${runnerPort}/health`),
           probe('api-bridge', `http://${gateway}:${runnerPort}/health`),
           probe('api-host-alias', `http://host.docker.internal:${runnerPort}/health`),
           nslookupExit('probe-open.test'),
@@ -161,6 +176,9 @@ describe('network policy', () => {
     await dns?.close();
     listed?.close();
     unlisted?.close();
+    outsideServer?.close();
+    // The runner made the network of open sandboxes for this test: leave the engine as it was (in use elsewhere: kept).
+    if (!openNetworkExisted) await docker.getNetwork(OPEN_NETWORK).remove().catch(() => {});
   });
 
   test('the runner really listens on every interface (so the probes below test the defences)', async () => {
@@ -211,13 +229,20 @@ describe('network policy', () => {
     assert.ok(!dns?.queries.includes('probe-allowlist.test'), 'a DNS query left the sandbox');
   });
 
-  test('open: the outside world (our test host) and DNS work, but the runner API does not answer', async (t) => {
+  test('open: the outside world (a server on the host) and DNS work; other containers and the runner API do not answer', async (t) => {
     const results = await run('net-open', 'open', 'probe-open-k4');
     const outside = parse(results, 'outside-direct');
     assert.equal(outside.code, 200, outside.line);
-    assert.match(outside.line, /hello from the test host/);
+    assert.match(outside.line, /hello from the outside/);
+    // Other containers are not on its network: our busybox host on Docker's default bridge is out of reach.
+    assertUnreachable(results, 'other-container');
+    const own = /own-gateway=(\d+\.\d+\.\d+\.\d+)/.exec(results)?.[1];
+    assert.ok(own && own !== gateway, `the open network's own gateway: ${results}`);
+    assertUnreachable(results, 'api-own-gateway');
     assertUnreachable(results, 'api-bridge');
     assertUnreachable(results, 'api-host-alias');
+    const container = await sessionContainer(h.runnerId, 'net-open');
+    assert.deepEqual(Object.keys((await docker.getContainer(container!.Id).inspect()).NetworkSettings.Networks), [OPEN_NETWORK]);
     // The host itself still reaches the API on its bridge address.
     assert.equal((await fetch(`http://${gateway}:${runnerPort}/health`)).status, 200);
     if (!dns) return t.skip(`could not bind a DNS responder on ${gateway}:53 (the probe of DNS from the open sandbox is skipped)`);

@@ -1,5 +1,7 @@
-/** SessionDirectories refuses a DATA_DIR whose gateway socket paths would not fit. */
+/** SessionDirectories refuses a DATA_DIR whose gateway socket paths would not fit, and keeps it private. */
 import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { newId } from '../../src/core/ids.ts';
@@ -38,4 +40,41 @@ test('the limit counts bytes, not characters', () => {
   const tooLong = dataDirOf(LIMIT - OVERHEAD + 1, 'é');
   assert.ok(tooLong.length < LIMIT - OVERHEAD, 'fewer characters than bytes');
   assert.throws(() => new SessionDirectories(tooLong), /too long for unix socket paths/);
+});
+
+test('prepare: DATA_DIR, sessions and sockets are private to the server user (0700), made so when they exist', async () => {
+  const base = mkdtempSync(join(tmpdir(), 'cr-dirs-'));
+  try {
+    const mode = (path: string): string => (statSync(path).mode & 0o7777).toString(8);
+    // a fresh DATA_DIR (its parent is created as usual)
+    const fresh = new SessionDirectories(join(base, 'parent', 'data'));
+    fresh.prepare();
+    assert.equal(mode(join(base, 'parent')), (0o777 & ~process.umask()).toString(8), 'the parent is not DATA_DIR');
+    for (const dir of ['', 'sessions', 'sockets']) assert.equal(mode(join(base, 'parent', 'data', dir)), '700', dir || 'DATA_DIR');
+    // an existing one, as earlier versions left it
+    const old = join(base, 'old');
+    mkdirSync(join(old, 'sessions'), { recursive: true, mode: 0o755 });
+    chmodSync(old, 0o755);
+    chmodSync(join(old, 'sessions'), 0o775);
+    new SessionDirectories(old).prepare();
+    for (const dir of ['', 'sessions', 'sockets']) assert.equal(mode(join(old, dir)), '700', dir || 'DATA_DIR');
+    // sessions made afterwards live inside them; create() alone also makes the parents private
+    const dirs = new SessionDirectories(join(base, 'unprepared'));
+    const template = join(base, 'template');
+    mkdirSync(template);
+    writeFileSync(join(template, 'AGENTS.md'), '# hi\n');
+    const made = await dirs.create(newId('s'), template);
+    assert.equal(mode(join(base, 'unprepared')), '700');
+    assert.equal(mode(join(base, 'unprepared', 'sessions')), '700');
+    assert.equal(mode(join(base, 'unprepared', 'sockets')), '700');
+    assert.equal(statSync(join(made.workspace, 'AGENTS.md')).isFile(), true);
+    // a shared folder is never locked down
+    const shared = join(base, 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    assert.throws(() => new SessionDirectories(shared).prepare(), /shared folder/);
+    assert.equal(mode(shared), '1777');
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
 });

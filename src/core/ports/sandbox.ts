@@ -84,7 +84,7 @@ export interface SandboxDriver {
   /** Throws SANDBOX_UNAVAILABLE or SANDBOX_IMAGE_MISSING with what to do. */
   check(): Promise<void>;
   /** Creates or starts the session's sandbox; safe to call concurrently. */
-  ensure(spec: SandboxSpec): Promise<SandboxHandle>;
+  ensure(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle>;
   /** Runs a command as the agent user with stdin/stdout attached; returns at once, the exec starts behind it. */
   exec(handle: SandboxHandle, command: string[], options: ExecOptions): SandboxProcess;
   /** Kills every process of the agent user in the sandbox, at once (abort). */

@@ -1,6 +1,15 @@
 /**
  * The canonical, hardened container of a session, in one function
  * (buildContainerSpec) so that a reader and a test see all of it.
+ *
+ * What it does not bound:
+ *  - Disk: /workspace and the home are bind mounts of host folders (the
+ *    image's overlay root is read-only) with no quota, so a sandbox can fill
+ *    the host filesystem that holds DATA_DIR. Only /tmp and /dev/shm (tmpfs,
+ *    counted as memory) are capped.
+ *  - Cloud metadata: `open` sandboxes reach every address the host routes to,
+ *    including link-local metadata services (169.254.169.254 and the like),
+ *    unless the host blocks them (e.g. an iptables rule in the DOCKER-USER chain).
  */
 import { createHash } from 'node:crypto';
 import type Docker from 'dockerode';
@@ -10,14 +19,22 @@ import { SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPA
 export { AGENT_GID, AGENT_UID, SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE } from '../../core/ports/sandbox.ts';
 export const SANDBOX_GATEWAY_SOCKET = `${SANDBOX_GATEWAY_DIR}/gateway.sock`;
 /**
- * The Docker network of `open` sandboxes. The runner's own servers refuse
+ * The Docker network of `open` sandboxes, created by the driver when missing:
+ * its own bridge (not Docker's default one, so other containers of the host
+ * are out of reach) with inter-container traffic off, so no sandbox reaches
+ * another session's (or tenant's). The runner's own servers refuse
  * connections from its addresses (DockerSandboxDriver.isSandboxAddress):
- * from there, the host's interfaces are one hop away.
+ * from there, the host's interfaces are one hop away. (Docker's embedded DNS
+ * still resolves the other sandboxes' container names there; connecting to
+ * them fails.)
  */
-export const OPEN_NETWORK = 'bridge';
+export const OPEN_NETWORK = 'claude-runner-open';
+/** The bridge option that drops traffic between containers of the network. */
+export const ICC_OPTION = 'com.docker.network.bridge.enable_icc';
 /** The relay listens here (loopback of the sandbox) and forwards to SANDBOX_GATEWAY_SOCKET. */
 export const RELAY_PORT = 4100;
 
+/** The relay user (the container's main process): not the agent, so the agent cannot signal it. */
 export const RELAY_UID = 1001;
 export const RELAY_GID = 1001;
 
@@ -51,6 +68,8 @@ export interface ContainerConfig {
   runtime?: string;
   /** "uid:gid" of the relay (the container's main process). */
   relayUser: string;
+  /** The Docker network of `open` sandboxes (default OPEN_NETWORK). */
+  openNetwork?: string;
 }
 
 const SESSION_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/;
@@ -102,8 +121,8 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
     MemorySwap: config.limits.memoryBytes,
     NanoCpus: config.limits.nanoCpus,
     PidsLimit: config.limits.pidsLimit,
-    // none/allowlist: loopback only (the relay is the way out); open: the default bridge.
-    NetworkMode: open ? OPEN_NETWORK : 'none',
+    // none/allowlist: loopback only (the relay is the way out); open: the open network (see OPEN_NETWORK).
+    NetworkMode: open ? (config.openNetwork ?? OPEN_NETWORK) : 'none',
     ...(open ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
     ...(config.runtime ? { Runtime: config.runtime } : {}),
     RestartPolicy: { Name: 'no' },
@@ -135,6 +154,20 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
   };
   options.Labels![LABELS.specHash] = specHash(options);
   return options;
+}
+
+/** How the driver creates the network of `open` sandboxes. */
+export function openNetworkCreateOptions(name: string, runnerId: string): Docker.NetworkCreateOptions {
+  return {
+    Name: name,
+    Driver: 'bridge',
+    // Two runners creating it at once: the second gets a conflict instead of a twin of the same name.
+    CheckDuplicate: true,
+    Internal: false,
+    Attachable: false,
+    Options: { [ICC_OPTION]: 'false' },
+    Labels: { [`${LABEL_PREFIX}.network`]: 'open', [`${LABEL_PREFIX}.created-by`]: runnerId },
+  };
 }
 
 /** A short hash of the create options (without the hash label itself). */

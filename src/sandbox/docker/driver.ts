@@ -50,18 +50,22 @@ import type {
 import {
   AGENT_GID,
   AGENT_UID,
+  ICC_OPTION,
   LABELS,
   OPEN_NETWORK,
+  RELAY_GID,
   RELAY_PORT,
+  RELAY_UID,
   SANDBOX_WORKSPACE,
   buildContainerSpec,
   containerName,
   isValidSessionKey,
+  openNetworkCreateOptions,
   type ContainerConfig,
   type SandboxLimits,
 } from './container-spec.ts';
-import { imageMissingMessage, isConflict, isNotFound, isNotModified, toRunnerError, unavailableMessage } from './errors.ts';
-import { DockerExecProcess, signalNumber, type SandboxLogger } from './exec-process.ts';
+import { imageMissingMessage, isConflict, isMissingNetwork, isNotFound, isNotModified, toRunnerError, unavailableMessage } from './errors.ts';
+import { DockerExecProcess, type SandboxLogger } from './exec-process.ts';
 import { canChown, prepareAgentDir, prepareGatewayDir } from './host-dirs.ts';
 
 export type { SandboxLogger } from './exec-process.ts';
@@ -81,8 +85,10 @@ export interface DockerSandboxDriverOptions {
   runtime?: string;
   /** "uid:gid" that exec'd processes run as (default AGENT_UID:AGENT_GID). */
   agentUser?: string;
-  /** "uid:gid" of the relay, the container's main process (default '1001:1001'). */
+  /** "uid:gid" of the relay, the container's main process (default RELAY_UID:RELAY_GID). */
   relayUser?: string;
+  /** The Docker network of `open` sandboxes, created when missing (default OPEN_NETWORK). */
+  openNetwork?: string;
   logger?: SandboxLogger;
   /** How long ensure() waits for the relay to listen (default 10 s). */
   readyTimeoutMs?: number;
@@ -126,6 +132,7 @@ export class DockerSandboxDriver implements SandboxDriver {
   readonly runnerId: string;
   readonly agentUser: string;
   readonly relayUser: string;
+  readonly openNetwork: string;
   #config: ContainerConfig;
   #logger: SandboxLogger;
   #readyTimeoutMs: number;
@@ -136,11 +143,13 @@ export class DockerSandboxDriver implements SandboxDriver {
   #ensures = new Map<string, Promise<SandboxHandle>>();
   #warnedNoChown = false;
   #countersFrom: 'auto' | 'sandbox';
-  /** Subnets of OPEN_NETWORK, known before any `open` sandbox starts. */
+  /** Subnets of the open network, known before any `open` sandbox starts (kept if it is made again with others). */
   #openNetworks = new BlockList();
   /** The host's own addresses on that network (its gateways): the host itself may connect from them. */
   #openGateways = new Set<string>();
   #openNetworksLoaded = false;
+  /** The one load of the open network in flight (concurrent ensures share it). */
+  #openNetworkLoading: Promise<void> | null = null;
 
   constructor(options: DockerSandboxDriverOptions) {
     if (!options.runnerId || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(options.runnerId)) {
@@ -150,7 +159,8 @@ export class DockerSandboxDriver implements SandboxDriver {
     this.image = options.image ?? DEFAULT_IMAGE;
     this.runnerId = options.runnerId;
     this.agentUser = options.agentUser ?? `${AGENT_UID}:${AGENT_GID}`;
-    this.relayUser = options.relayUser ?? '1001:1001';
+    this.relayUser = options.relayUser ?? `${RELAY_UID}:${RELAY_GID}`;
+    this.openNetwork = options.openNetwork ?? OPEN_NETWORK;
     this.#logger = options.logger ?? silentLogger;
     this.#readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
     this.#countersFrom = options.countersFrom ?? 'auto';
@@ -163,14 +173,16 @@ export class DockerSandboxDriver implements SandboxDriver {
       limits: options.limits,
       runtime: options.runtime,
       relayUser: this.relayUser,
+      openNetwork: this.openNetwork,
     };
   }
 
   /**
    * True for an address on the Docker network of `open` sandboxes. The runner
    * refuses connections from there to its API: an `open` sandbox reaches every
-   * address of the host (e.g. 172.17.0.1), so a listen on 0.0.0.0 would
-   * otherwise be one hop away. Known from the first `open` sandbox on.
+   * address of the host (its gateway, 172.17.0.1, ...), so a listen on 0.0.0.0
+   * would otherwise be one hop away. Known from check() when the network
+   * exists, else from the first `open` sandbox on (none runs before).
    */
   isSandboxAddress(address: string | undefined): boolean {
     if (!address || !this.#openNetworksLoaded) return false;
@@ -180,24 +192,56 @@ export class DockerSandboxDriver implements SandboxDriver {
     return this.#openNetworks.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
   }
 
-  async #loadOpenNetworks(sessionKey: string): Promise<void> {
-    if (this.#openNetworksLoaded) return;
-    let info: { IPAM?: { Config?: Array<{ Subnet?: string; Gateway?: string }> } };
+  /** Makes sure the open network exists and its subnets are known; again (reload) after it went missing. */
+  #openNetworkReady(sessionKey: string, reload = false): Promise<void> {
+    if (this.#openNetworksLoaded && !reload) return Promise.resolve();
+    this.#openNetworkLoading ??= this.#loadOpenNetwork(sessionKey, true).finally(() => {
+      this.#openNetworkLoading = null;
+    });
+    return this.#openNetworkLoading;
+  }
+
+  /** Inspects (and with `create`, creates when missing) the open network, and learns its subnets. */
+  async #loadOpenNetwork(sessionKey: string | undefined, create: boolean): Promise<void> {
+    const name = this.openNetwork;
+    const inspect = () => this.docker.getNetwork(name).inspect() as Promise<Docker.NetworkInspectInfo>;
+    let info: Docker.NetworkInspectInfo;
     try {
-      info = await this.docker.getNetwork(OPEN_NETWORK).inspect();
+      info = await inspect();
     } catch (error) {
-      throw this.#error(error, `inspect the Docker network "${OPEN_NETWORK}"`, sessionKey);
+      if (!isNotFound(error)) throw this.#error(error, `inspect the Docker network "${name}"`, sessionKey);
+      if (!create) return;
+      try {
+        await this.docker.createNetwork(openNetworkCreateOptions(name, this.runnerId));
+        this.#logger.info({ network: name }, 'sandbox: created the Docker network of open sandboxes');
+      } catch (createError) {
+        // a conflict: another runner created it meanwhile, use theirs
+        if (!isConflict(createError)) throw this.#error(createError, `create the Docker network "${name}"`, sessionKey);
+      }
+      try {
+        info = await inspect();
+      } catch (inspectError) {
+        throw this.#error(inspectError, `inspect the Docker network "${name}"`, sessionKey);
+      }
     }
-    const subnets = (info.IPAM?.Config ?? []).map((c) => c.Subnet).filter((s): s is string => Boolean(s));
+    // Fail closed: a network of that name made otherwise could let sandboxes of different sessions talk.
+    if (info.Driver !== 'bridge' || info.Options?.[ICC_OPTION] !== 'false') {
+      throw new RunnerError(
+        'SANDBOX_UNAVAILABLE',
+        `The Docker network "${name}" exists but is not a bridge with ${ICC_OPTION}=false, so open sandboxes could reach each other: remove it (docker network rm ${name}) and the runner creates it.`,
+      );
+    }
+    const configs = info.IPAM?.Config ?? [];
+    const subnets = configs.map((c) => c.Subnet).filter((s): s is string => Boolean(s));
     // Fail closed: an open sandbox whose addresses the runner cannot tell apart could reach its API.
-    if (subnets.length === 0) throw new RunnerError('SANDBOX_UNAVAILABLE', `The Docker network "${OPEN_NETWORK}" has no subnet: open sandboxes cannot be told apart.`);
-    for (const config of info.IPAM?.Config ?? []) if (config.Gateway) this.#openGateways.add(config.Gateway);
+    if (subnets.length === 0) throw new RunnerError('SANDBOX_UNAVAILABLE', `The Docker network "${name}" has no subnet: open sandboxes cannot be told apart.`);
+    this.#openGateways = new Set(configs.map((c) => c.Gateway).filter((g): g is string => Boolean(g)));
     for (const subnet of subnets) {
       const [network, prefix] = subnet.split('/');
       this.#openNetworks.addSubnet(network!, Number(prefix), isIPv6(network!) ? 'ipv6' : 'ipv4');
     }
     this.#openNetworksLoaded = true;
-    this.#logger.info({ network: OPEN_NETWORK, subnets }, 'sandbox: connections from open sandboxes to the runner are refused');
+    this.#logger.info({ network: name, subnets }, 'sandbox: connections from open sandboxes to the runner are refused');
   }
 
   /** The create options ensure() would use for this spec (for tests and readers). */
@@ -246,6 +290,13 @@ export class DockerSandboxDriver implements SandboxDriver {
         'SANDBOX_UNAVAILABLE',
         `The claude executable ${this.#config.claudeExecutablePath} is missing: run \`npm install\` (it comes with @anthropic-ai/claude-agent-sdk).`,
       );
+    }
+    // Open sandboxes of an earlier run, or of another runner on this engine, may be there
+    // already: refuse their connections from the start (ensure() fails closed on a bad network).
+    if (!this.#openNetworksLoaded) {
+      await this.#loadOpenNetwork(undefined, false).catch((error: unknown) => {
+        this.#logger.warn({ network: this.openNetwork, err: (error as Error).message }, 'sandbox: the network of open sandboxes is not usable');
+      });
     }
   }
 
@@ -301,7 +352,8 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   async #ensure(spec: SandboxSpec): Promise<SandboxHandle> {
     const log = { sessionKey: spec.sessionKey };
-    if (spec.network === 'open') await this.#loadOpenNetworks(spec.sessionKey);
+    const open = spec.network === 'open';
+    if (open) await this.#openNetworkReady(spec.sessionKey);
     await this.#prepareHostDirs(spec);
     const imageId = await this.#imageId();
     const options = buildContainerSpec(this.#config, spec);
@@ -347,12 +399,23 @@ export class DockerSandboxDriver implements SandboxDriver {
           this.#logger.info({ ...log, id: id.slice(0, 12) }, 'sandbox: container created');
         } catch (error) {
           if (isConflict(error) && attempt < 3) continue; // created meanwhile by someone else: look again
+          if (open && isMissingNetwork(error) && attempt < 3) {
+            await this.#openNetworkReady(spec.sessionKey, true); // removed since we looked: make it again
+            continue;
+          }
           throw this.#error(error, 'create the container', spec.sessionKey);
         }
       }
       try {
         await this.docker.getContainer(id).start();
       } catch (error) {
+        if (open && isMissingNetwork(error) && attempt < 3) {
+          // its network was removed: a new container joins the network as it is now
+          this.#logger.info(log, 'sandbox: its network is gone, recreating the container');
+          await this.#forceRemove(id, spec.sessionKey);
+          await this.#openNetworkReady(spec.sessionKey, true);
+          continue;
+        }
         if (!isNotModified(error)) throw this.#error(error, 'start the container', spec.sessionKey);
       }
       await this.#waitReady(id, spec.sessionKey);
@@ -376,7 +439,7 @@ export class DockerSandboxDriver implements SandboxDriver {
           `The sandbox of session ${sessionKey} stopped right after starting (exit code ${info.State.ExitCode}${info.State.Error ? `, ${info.State.Error}` : ''})${logs ? `: ${logs}` : ''}`,
         );
       }
-      const result = await this.#capture(id, ['cat', '/proc/net/tcp'], this.relayUser, 5000).catch(() => null);
+      const result = await this.#capture(id, sessionKey, ['cat', '/proc/net/tcp'], this.relayUser, 5000).catch(() => null);
       if (result?.stdout.split('\n').some((line) => line.includes(` ${wanted} `) && / 0A /.test(line))) return;
       if (Date.now() > deadline) {
         throw new RunnerError('SANDBOX_UNAVAILABLE', `The relay of session ${sessionKey} did not start listening on 127.0.0.1:${RELAY_PORT} within ${this.#readyTimeoutMs} ms.`);
@@ -433,7 +496,7 @@ export class DockerSandboxDriver implements SandboxDriver {
       onStderr: options.onStderr,
       logger: this.#logger,
       signalGroup: async (pid, signal) => {
-        const result = await this.#capture(handle.id, ['/bin/sh', '-c', SIGNAL_GROUP_SCRIPT, 'sh', signal.replace(/^SIG/, ''), String(pid)], this.agentUser, 10_000);
+        const result = await this.#capture(handle.id, handle.sessionKey, ['/bin/sh', '-c', SIGNAL_GROUP_SCRIPT, 'sh', signal.replace(/^SIG/, ''), String(pid)], this.agentUser, 10_000);
         if (result.exitCode !== 0) throw new Error(`kill exited with ${result.exitCode}: ${result.stderr.trim()}`);
       },
       toError: (error, action) => this.#error(error, action, handle.sessionKey),
@@ -443,7 +506,7 @@ export class DockerSandboxDriver implements SandboxDriver {
   async killAgentProcesses(handle: SandboxHandle): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.#capture(handle.id, ['/bin/sh', '-c', KILL_ALL_SCRIPT], this.agentUser, 15_000);
+        const result = await this.#capture(handle.id, handle.sessionKey, ['/bin/sh', '-c', KILL_ALL_SCRIPT], this.agentUser, 15_000);
         if (result.exitCode === 0) return;
         throw new Error(`exit code ${result.exitCode}: ${result.stderr.trim()}`);
       } catch (error) {
@@ -487,7 +550,7 @@ export class DockerSandboxDriver implements SandboxDriver {
     const fromHost = this.#countersFrom === 'auto' ? await readHostCounters(info.Id, info.State.Pid).catch(() => null) : null;
     if (fromHost) return { oomKills: Math.max(fromHost.oomKills, oomFlag), pidsLimitHits: fromHost.pidsLimitHits };
     try {
-      const result = await this.#capture(handle.id, ['head', '-n', '20', ...COUNTER_FILES], this.agentUser, 10_000);
+      const result = await this.#capture(handle.id, handle.sessionKey, ['head', '-n', '20', ...COUNTER_FILES], this.agentUser, 10_000);
       const counters = parseCounterFiles(result.stdout);
       return { oomKills: Math.max(counters.oomKills, oomFlag), pidsLimitHits: counters.pidsLimitHits };
     } catch (error) {
@@ -531,37 +594,55 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
-  /** Runs a short command in the container and collects its output. */
-  async #capture(id: string, command: string[], user: string, timeoutMs: number): Promise<CaptureResult> {
-    const exec = await this.docker.getContainer(id).exec({ Cmd: command, User: user, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false });
-    const socket = (await exec.start({ hijack: true, stdin: false })) as Duplex;
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const sink = (target: Buffer[]) => new Writable({ write(chunk: Buffer, _e, cb) { target.push(chunk); cb(); } });
-    this.docker.modem.demuxStream(socket, sink(out), sink(err));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`${command[0]} did not finish within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      socket.once('end', done);
-      socket.once('close', done);
-      socket.once('error', done);
-    });
-    let exitCode: number | null = null;
-    for (let delay = 2; delay < 1000; delay *= 2) {
-      const info = await exec.inspect();
-      if (!info.Running) {
-        exitCode = info.ExitCode ?? null;
-        break;
+  /**
+   * Runs a short command in the container and collects its output. Every
+   * Docker call of it (exec create, start, the stream, inspect) shares one
+   * deadline: a stuck engine makes it fail with SANDBOX_UNAVAILABLE, not hang.
+   */
+  #capture(id: string, sessionKey: string, command: string[], user: string, timeoutMs: number): Promise<CaptureResult> {
+    const abort = new AbortController();
+    const abortSignal = abort.signal;
+    let socket: Duplex | null = null;
+    const work = async (): Promise<CaptureResult> => {
+      const exec = await this.docker.getContainer(id).exec({ Cmd: command, User: user, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false, abortSignal });
+      const stream = (await exec.start({ hijack: true, stdin: false, abortSignal })) as Duplex;
+      socket = stream;
+      if (abortSignal.aborted) stream.destroy();
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      const sink = (target: Buffer[]) => new Writable({ write(chunk: Buffer, _e, cb) { target.push(chunk); cb(); } });
+      this.docker.modem.demuxStream(stream, sink(out), sink(err));
+      await new Promise<void>((resolve) => {
+        stream.once('end', resolve);
+        stream.once('close', resolve);
+        stream.once('error', () => resolve());
+      });
+      let exitCode: number | null = null;
+      for (let delay = 2; delay < 1000 && !abortSignal.aborted; delay *= 2) {
+        const info = await exec.inspect({ abortSignal });
+        if (!info.Running) {
+          exitCode = info.ExitCode ?? null;
+          break;
+        }
+        await sleep(delay);
       }
-      await sleep(delay);
-    }
-    return { exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+      return { exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+    };
+    return new Promise<CaptureResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        abort.abort();
+        (socket as Duplex | null)?.destroy();
+        reject(new RunnerError(
+          'SANDBOX_UNAVAILABLE',
+          `Docker did not run \`${command[0]}\` in the sandbox of session ${sessionKey} within ${timeoutMs} ms: the engine is stuck or overloaded.`,
+          { action: `run ${command[0]} in the sandbox`, timeoutMs },
+        ));
+      }, timeoutMs);
+      work().then(
+        (result) => { clearTimeout(timer); resolve(result); },
+        (error: unknown) => { clearTimeout(timer); reject(error); },
+      );
+    });
   }
 }
 
@@ -612,5 +693,3 @@ async function readHostCounters(containerId: string, pid: number): Promise<Resou
   for (const file of files) text += `==> ${file} <==\n${await readFile(file, 'utf8')}\n`;
   return parseCounterFiles(text);
 }
-
-export { signalNumber };

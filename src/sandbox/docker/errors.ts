@@ -87,3 +87,9 @@ export function isNotModified(error: unknown): boolean {
 export function isConflict(error: unknown): boolean {
   return (error as DockerLikeError | null)?.statusCode === 409;
 }
+
+/** True when a container cannot be created or started because its network is gone. */
+export function isMissingNetwork(error: unknown): boolean {
+  const e = (error ?? {}) as DockerLikeError;
+  return e.statusCode === 404 && /network .*not found/i.test(dockerMessage(e));
+}

@@ -8,7 +8,12 @@
  * - stdout: the demultiplexed stdout frames (with backpressure on the socket);
  *   stderr frames go to onStderr. Docker's own error when the process cannot
  *   start (bad cwd...) comes as stdout: it is recognised and sent to onStderr.
- * - 'exit' fires once, after stdout ended, with the exec's ExitCode.
+ * - 'exit' fires exactly once on every path, after stdout ended: with the
+ *   exec's ExitCode (or the signal that killed it); with (null, null) right
+ *   after an 'error' when the process could not be started, or when its end
+ *   could not be read within EXIT_TIMEOUT_MS of its stream closing (it is then
+ *   killed, best effort). The Agent SDK, like Node's ChildProcess users,
+ *   handles an 'exit' after an 'error'; a missing one would leave it waiting.
  * - kill(signal): the command is started through `/bin/sh -c` which writes its
  *   pid to stderr (one marker line, removed from the stream) and then `exec`s
  *   the command; every exec'd process is a session and group leader (runc
@@ -20,6 +25,7 @@ import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { PassThrough, Writable, type Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import type { SandboxProcess } from '../../core/ports/sandbox.ts';
 import { RunnerError } from '../../core/errors.ts';
@@ -40,7 +46,10 @@ export function wrapCommand(command: string[]): string[] {
   return ['/bin/sh', '-c', WRAPPER_SCRIPT, 'sh', ...command];
 }
 
-export function signalNumber(signal: string): number | undefined {
+/** How long after its stream closed a process may still show as running before we give up on its exit code. */
+const EXIT_TIMEOUT_MS = 5000;
+
+function signalNumber(signal: string): number | undefined {
   return (osConstants.signals as Record<string, number>)[signal];
 }
 
@@ -99,11 +108,6 @@ export class DockerExecProcess extends EventEmitter implements SandboxProcess {
 
   get signalCode(): NodeJS.Signals | null {
     return this.#signalCode;
-  }
-
-  /** The command's pid inside the sandbox, once known. */
-  get sandboxPid(): number | null {
-    return this.#pid;
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
@@ -267,25 +271,15 @@ export class DockerExecProcess extends EventEmitter implements SandboxProcess {
     }
     this.#releaseStdout(false);
     this.stdout.end();
-    let code: number | null = null;
-    let gone = false;
-    for (let delay = 5; ; delay = Math.min(delay * 2, 500)) {
-      try {
-        const info = await exec.inspect();
-        if (!info.Running) {
-          code = info.ExitCode ?? null;
-          break;
-        }
-      } catch {
-        gone = true; // the container (and its execs) was removed under us
-        break;
-      }
-      await new Promise((resolve) => setTimeout(resolve, delay));
+    const ended = await this.#exitStatus(exec);
+    if (ended === 'unknown') {
+      this.#giveUp();
+      return;
     }
+    let code: number | null = ended === 'gone' ? null : ended;
     let signal: NodeJS.Signals | null = null;
-    if (gone) {
-      signal = 'SIGKILL';
-      code = null;
+    if (ended === 'gone') {
+      signal = 'SIGKILL'; // the container (and its execs) was removed under us
     } else if (code !== null && this.#sentSignal && code > 128) {
       // Docker reports a process killed by signal N as exit code 128+N
       const sent = signalNumber(this.#sentSignal);
@@ -296,23 +290,74 @@ export class DockerExecProcess extends EventEmitter implements SandboxProcess {
     this.#emitExit(code, signal);
   }
 
+  /** The exec's exit code; 'gone' when its container was removed; 'unknown' when it still runs at the deadline. */
+  async #exitStatus(exec: Docker.Exec): Promise<number | null | 'gone' | 'unknown'> {
+    const abortSignal = AbortSignal.timeout(EXIT_TIMEOUT_MS);
+    for (let delay = 5; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        const info = await exec.inspect({ abortSignal });
+        if (!info.Running) return info.ExitCode ?? null;
+      } catch {
+        return abortSignal.aborted ? 'unknown' : 'gone';
+      }
+      if (abortSignal.aborted) return 'unknown';
+      await sleep(delay, undefined, { signal: abortSignal }).catch(() => {});
+    }
+  }
+
+  /**
+   * The stream closed but Docker still shows the process running (the
+   * connection to the engine dropped, or the engine is stuck): nobody reads
+   * it any more, so it is killed (best effort) and reported as an error, then
+   * an exit with no code.
+   */
+  #giveUp(): void {
+    const timeoutMs = EXIT_TIMEOUT_MS;
+    const pid = this.#pid;
+    if (pid !== null) {
+      this.#deps.signalGroup(pid, 'SIGKILL').catch((error: unknown) => {
+        this.#deps.logger.warn({ sessionKey: this.#deps.sessionKey, pid, err: (error as Error).message }, 'sandbox: could not kill a process whose stream closed');
+      });
+    }
+    const error = new RunnerError(
+      'SANDBOX_UNAVAILABLE',
+      `A process in the sandbox of session ${this.#deps.sessionKey} still ran ${timeoutMs} ms after its output stream closed; ${pid !== null ? 'it was killed and ' : ''}its exit code is unknown.`,
+    );
+    this.#deps.logger.warn({ sessionKey: this.#deps.sessionKey, pid, timeoutMs }, 'sandbox: exec stream closed but the process still runs');
+    try {
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+    } finally {
+      this.#emitExit(null, null);
+    }
+  }
+
   #emitExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.#exited) return;
     this.#exited = true;
     this.#exitCode = code;
     this.#signalCode = signal;
     const tail = this.#decoder.end();
-    if (tail && this.#deps.onStderr) this.#deps.onStderr(tail);
+    if (tail && this.#deps.onStderr) {
+      try {
+        this.#deps.onStderr(tail);
+      } catch (error) {
+        this.#deps.logger.warn({ err: (error as Error).message }, 'sandbox: onStderr threw');
+      }
+    }
     this.emit('exit', code, signal);
     this.emit('close', code, signal);
   }
 
   #fail(error: unknown): void {
+    if (this.#exited) return;
     const runnerError = this.#deps.toError(error, 'start a process');
     this.#deps.logger.warn({ sessionKey: this.#deps.sessionKey, code: runnerError.code, err: runnerError.message }, 'sandbox: exec failed');
-    this.#exited = true;
     this.stdin.resume();
     this.stdout.end();
-    if (this.listenerCount('error') > 0) this.emit('error', runnerError);
+    try {
+      if (this.listenerCount('error') > 0) this.emit('error', runnerError);
+    } finally {
+      this.#emitExit(null, null);
+    }
   }
 }
