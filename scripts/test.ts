@@ -43,7 +43,8 @@ const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${proc
 const leftovers = (await docker.listContainers({ all: true, filters: { label: ['dev.claude-runner.instance'] } }))
   .filter((c) => (c.Labels['dev.claude-runner.instance'] ?? '').startsWith(`t${run}`));
 if (leftovers.length > 0) {
-  console.error(`Tests left ${leftovers.length} container(s) behind: ${leftovers.map((c) => c.Names[0]).join(', ')}`);
+  const described = leftovers.map((c) => `${c.Names[0]} (runner ${c.Labels['dev.claude-runner.instance']}, session ${c.Labels['dev.claude-runner.session-id']}, ${c.State})`);
+  console.error(`Tests left ${leftovers.length} container(s) behind: ${described.join('; ')}`);
   for (const c of leftovers) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   process.exit(1);
 }

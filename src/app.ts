@@ -258,7 +258,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       accepting = false;
       scheduler.stop();
       for (const timer of timers) clearInterval(timer);
-      logger.info({ running: scheduler.runningCount(), graceMs: config.shutdownGraceMs }, 'shutting down: waiting for running tasks');
+      logger.info({ runnerId, running: scheduler.runningCount(), graceMs: config.shutdownGraceMs }, 'shutting down: waiting for running tasks');
       const drained = await scheduler.drain(config.shutdownGraceMs);
       if (!drained) await execution.stopAll(new RunnerError('TASK_INTERRUPTED', 'The server shut down before the task ended.'));
       await events.settle();

@@ -8,8 +8,9 @@
  * yet ticking), so an idle sandbox to stop always exists. Should every
  * running sandbox still be busy (work outside the scheduler), ensure() waits
  * for one to free up for up to `waitMs` (the engine's answers included), then
- * fails with SANDBOX_UNAVAILABLE. ensure(spec, signal) stops waiting when the
- * signal aborts, with its reason (a container already being started goes on).
+ * fails with SANDBOX_UNAVAILABLE. ensure(spec, signal) stops waiting for a
+ * slot when the signal aborts, with its reason; a start already under way is
+ * awaited, so that no container appears after its owner has gone.
  */
 import { RunnerError } from '../core/errors.ts';
 import type {
@@ -51,7 +52,9 @@ export class CappedSandboxDriver implements SandboxDriver {
     signal?.throwIfAborted();
     const key = spec.sessionKey;
     this.lastUsed.set(key, Date.now());
-    if (this.options.maxRunning <= 0) return abortable(this.inner.ensure(spec), signal);
+    // A start under way is waited for even after an abort: left behind, it would create a container
+    // nobody owns any more (after a delete or a shutdown). Only the wait for a slot is given up.
+    if (this.options.maxRunning <= 0) return this.inner.ensure(spec);
     const deadline = Date.now() + (this.options.waitMs ?? 60_000);
     let outcome: 'running' | 'slot' | 'full';
     for (let waited = false; (outcome = await this.slotBefore(key, deadline, signal)) === 'full'; waited = true) {
@@ -62,7 +65,7 @@ export class CappedSandboxDriver implements SandboxDriver {
     const started = this.inner.ensure(spec);
     // The slot is held until the start ends, even when this caller stops waiting for it.
     if (outcome === 'slot') void started.then(() => this.starting.delete(key), () => this.starting.delete(key));
-    return abortable(started, signal);
+    return started;
   }
 
   private busyError(): RunnerError {
