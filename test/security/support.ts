@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { startScriptedModel, type ScriptedModel } from '../../src/scripted-model/index.ts';
 import type { RecordedRequest, Rule } from '../../src/scripted-model/types.ts';
-import { apiClient, removeContainers, ROOT, testEnv, writeTemplate, type ApiClient, type TemplateFiles } from '../support/harness.ts';
+import {
+  apiClient, containersOf, removeContainers, spawnRunner as spawnRunnerProcess, testEnv, writeTemplate, type ApiClient, type TemplateFiles,
+} from '../support/harness.ts';
 
 export const docker = new Docker();
 
@@ -89,28 +91,14 @@ export async function spawnRunner(options: SpawnOptions): Promise<SpawnedRunner>
   const runnerId = `t${randomBytes(4).toString('hex')}`;
   const env = testEnv({
     DATA_DIR: dataDir, AGENT_DIR: agentDir, ANTHROPIC_BASE_URL: model.url, RUNNER_ID: runnerId, ANTHROPIC_API_KEY: options.upstreamKey,
-    ...options.env, LOG_LEVEL: 'trace',
+    ...options.env,
   });
-  const child = spawn(process.execPath, [join(ROOT, 'src/main.ts')], {
-    cwd: ROOT, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout!.on('data', (chunk: Buffer) => { log += chunk.toString(); });
-  child.stderr!.on('data', (chunk: Buffer) => { log += chunk.toString(); });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const match = /"address":"(http:\/\/[^"]+)"/.exec(log);
-      if (match) {
-        clearInterval(timer);
-        resolve(match[1]!.replace('0.0.0.0', '127.0.0.1'));
-      }
-    }, 20);
-    child.once('exit', (code) => { clearInterval(timer); reject(new Error(`runner exited (${code}) before listening:\n${log}`)); });
-  });
+  const started = spawnRunnerProcess(env, 'trace');
+  const { child, exited } = started;
+  const url = await started.url;
   const runner: SpawnedRunner = {
     url, port: Number(new URL(url).port), model, dataDir, agentDir, runnerId, env, child,
-    logs: () => log,
+    logs: started.logs,
     api: apiClient(() => url),
     async close() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -134,8 +122,7 @@ export async function containerProcesses(containerId: string): Promise<Array<{ u
 }
 
 export async function sessionContainer(runnerId: string, sessionId: string, tenant?: string): Promise<Docker.ContainerInfo | undefined> {
-  const all = await docker.listContainers({ all: true, filters: { label: [`dev.claude-runner.instance=${runnerId}`] } });
-  return all.find((c) => c.Labels['dev.claude-runner.session-id'] === sessionId && (tenant === undefined || c.Labels['dev.claude-runner.tenant'] === tenant));
+  return (await containersOf(runnerId)).find((c) => c.Labels['dev.claude-runner.session-id'] === sessionId && (tenant === undefined || c.Labels['dev.claude-runner.tenant'] === tenant));
 }
 
 /** Runs a command in a session's sandbox as the agent user (what a tool left behind can do there). */

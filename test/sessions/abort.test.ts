@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { eventually, startHarness, type Harness } from '../support/harness.ts';
-import { agentProcesses, containerOf, waitFinal, waitStatus, within } from './support.ts';
+import { agentProcesses, containerOf, waitFinal, within, runningInSandbox } from './support.ts';
 
 describe('abort', () => {
   let h: Harness;
@@ -27,14 +27,7 @@ describe('abort', () => {
     h.api('/task', { method: 'POST', json: { sessionId, message, wait } });
 
   /** Waits until the session's container runs the slow tool. */
-  async function sleeping(sessionId: string): Promise<string> {
-    return eventually(async () => {
-      const c = await containerOf(h.runnerId, sessionId);
-      if (!c) return undefined;
-      const procs = await agentProcesses(c.Id);
-      return procs.some((p) => p.includes('sleep 60')) ? c.Id : undefined;
-    }, 30_000, 'the slow tool to run in the container');
-  }
+  const sleeping = (sessionId: string): Promise<string> => runningInSandbox(h.runnerId, sessionId, 'sleep 60');
 
   test('aborting a session stops the running task at once, ends the queued ones, and answers every blocked caller', async () => {
     const running = submit('abort-all', 'slow-abortable-job 1');

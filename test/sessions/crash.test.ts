@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bash, rule, startScriptedModel, text, type ScriptedModel } from '../../src/scripted-model/index.ts';
 import { sqliteIntegrityCheck } from '../../src/store/sqlite/index.ts';
-import { eventually, removeContainers, spawnRunner, testEnv, UPSTREAM_KEY, writeTemplate } from '../support/harness.ts';
-import { agentProcesses, apiAt, containerOf, conversationOf, readDb, waitFinal } from './support.ts';
+import { removeContainers, spawnRunner, testEnv, UPSTREAM_KEY, writeTemplate } from '../support/harness.ts';
+import { agentProcesses, apiAt, containerOf, conversationOf, readDb, waitFinal, runningInSandbox } from './support.ts';
 
 describe('crash recovery', () => {
   let model: ScriptedModel;
@@ -62,10 +62,7 @@ describe('crash recovery', () => {
     assert.equal(warm.status, 200, JSON.stringify(warm.body));
     const slow = await api('/task', { method: 'POST', json: { sessionId: 'victim', message: 'crash-slow-job', wait: false } });
     assert.equal(slow.status, 202);
-    const containerId = await eventually(async () => {
-      const c = await containerOf(runnerId, 'victim');
-      return c && (await agentProcesses(c.Id)).some((p) => p.includes('sleep 60')) ? c.Id : undefined;
-    }, 30_000, 'the slow tool to run');
+    const containerId = await runningInSandbox(runnerId, 'victim', 'sleep 60');
     const queued = [];
     for (const n of [1, 2]) {
       const res = await api('/task', { method: 'POST', json: { sessionId: 'victim', message: `crash-after ${n}`, wait: false } });

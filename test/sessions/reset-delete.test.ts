@@ -10,7 +10,7 @@ import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { eventually, startHarness, type Harness } from '../support/harness.ts';
-import { agentProcesses, containerOf, conversationOf, docker, within } from './support.ts';
+import { containerOf, conversationOf, docker, within, runningInSandbox } from './support.ts';
 
 /** Every file under dir with its content, as a sorted list. */
 function snapshot(dir: string): Array<[string, string]> {
@@ -48,10 +48,7 @@ describe('reset and delete', () => {
 
   async function busySession(sessionId: string) {
     const running = submit(sessionId, 'long-sleeper-task');
-    const containerId = await eventually(async () => {
-      const c = await containerOf(h.runnerId, sessionId);
-      return c && (await agentProcesses(c.Id)).some((p) => p.includes('sleep 60')) ? c.Id : undefined;
-    }, 30_000, 'the sleeper to run');
+    const containerId = await runningInSandbox(h.runnerId, sessionId, 'sleep 60');
     const queued = submit(sessionId, 'which-animal-was-it queued');
     await eventually(async () => ((await h.api(`/session/${sessionId}`)).body.queueDepth === 1 ? true : undefined));
     return { running, queued, containerId };

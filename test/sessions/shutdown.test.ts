@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { bash, rule, startScriptedModel, text, type ScriptedModel } from '../../src/scripted-model/index.ts';
 import { sqliteIntegrityCheck } from '../../src/store/sqlite/index.ts';
 import { eventually, removeContainers, spawnRunner, testEnv, UPSTREAM_KEY, writeTemplate } from '../support/harness.ts';
-import { agentProcesses, apiAt, containerOf, readDb, waitFinal, within } from './support.ts';
+import { agentProcesses, apiAt, readDb, waitFinal, within, runningInSandbox } from './support.ts';
 
 describe('SIGTERM', () => {
   let model: ScriptedModel;
@@ -53,17 +53,10 @@ describe('SIGTERM', () => {
     url = await current.url;
   }
 
-  async function running(sessionId: string, what: string): Promise<string> {
-    return eventually(async () => {
-      const c = await containerOf(runnerId, sessionId);
-      return c && (await agentProcesses(c.Id)).some((p) => p.includes(what)) ? c.Id : undefined;
-    }, 30_000, `${what} to run`);
-  }
-
   test('a task that ends within the grace period finishes; new tasks get 503 meanwhile; exit 0', async () => {
     await start(15_000);
     const blocked = api('/task', { method: 'POST', json: { sessionId: 'term-a', message: 'term-two-seconds' } });
-    await running('term-a', 'sleep 2');
+    await runningInSandbox(runnerId, 'term-a', 'sleep 2');
     const t0 = Date.now();
     current!.child.kill('SIGTERM');
     await eventually(async () => ((await api('/health')).body.accepting === false ? true : undefined), 5000, 'shutdown to begin');
@@ -90,7 +83,7 @@ describe('SIGTERM', () => {
   test('past the grace period the running task ends interrupted, queued ones wait for the next start; callers answered; exit 0', async () => {
     await start(1000);
     const blocked = api('/task', { method: 'POST', json: { sessionId: 'term-b', message: 'term-endless' } });
-    const containerId = await running('term-b', 'sleep 60');
+    const containerId = await runningInSandbox(runnerId, 'term-b', 'sleep 60');
     const queued = api('/task', { method: 'POST', json: { sessionId: 'term-b', message: 'term-quick queued' } });
     await eventually(async () => ((await api('/session/term-b')).body.queueDepth === 1 ? true : undefined));
 

@@ -50,6 +50,14 @@ export async function agentProcesses(containerId: string): Promise<string[]> {
   return top.Processes.filter((p) => p[uid] === '1000').map((p) => p[args] ?? p.join(' '));
 }
 
+/** Waits until a process whose command line holds `what` runs in the session's sandbox; its container id. */
+export function runningInSandbox(runnerId: string, sessionId: string, what: string): Promise<string> {
+  return eventually(async () => {
+    const c = await containerOf(runnerId, sessionId);
+    return c && (await agentProcesses(c.Id)).some((p) => p.includes(what)) ? c.Id : undefined;
+  }, 30_000, `${what} to run in the sandbox of ${sessionId}`);
+}
+
 /** The whole conversation a model request carried, as text (to look for an earlier exchange). */
 export function conversationOf(request: RecordedRequest | undefined): string {
   return JSON.stringify((request?.body as { messages?: unknown[] } | undefined)?.messages ?? []);

@@ -165,11 +165,24 @@ export async function removeContainers(runnerId: string): Promise<void> {
   for (const info of await containersOf(runnerId)) await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
 }
 
-/** The runner as its own process (`node src/main.ts`), for crash and signal tests. */
-export function spawnRunner(env: Record<string, string>): { child: ChildProcess; url: Promise<string>; exited: Promise<number | null> } {
+export interface RunnerProcess {
+  child: ChildProcess;
+  /** The address it listens on, once its log says so. */
+  url: Promise<string>;
+  exited: Promise<number | null>;
+  /** Everything it wrote to stdout and stderr so far. */
+  logs(): string;
+}
+
+/**
+ * The runner as its own process (`node src/main.ts`), for crash, signal and
+ * security tests. It logs at `logLevel` (at least info: its address is read
+ * from the "listening" line).
+ */
+export function spawnRunner(env: Record<string, string>, logLevel: 'info' | 'debug' | 'trace' = 'info'): RunnerProcess {
   const child = spawn(process.execPath, [join(ROOT, 'src/main.ts')], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, LOG_LEVEL: 'info' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, LOG_LEVEL: logLevel },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -183,7 +196,7 @@ export function spawnRunner(env: Record<string, string>): { child: ChildProcess;
     child.once('exit', (code) => reject(new Error(`runner exited (${code}) before listening:\n${log}`)));
   });
   const exited = new Promise<number | null>((resolvePromise) => child.once('exit', (code) => resolvePromise(code)));
-  return { child, url, exited };
+  return { child, url, exited, logs: () => log };
 }
 
 /** Polls until `check` returns a value that is not undefined. */
