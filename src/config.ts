@@ -41,6 +41,7 @@ const schema = z.object({
   SANDBOX_CPUS: num(1),
   SANDBOX_PIDS: int(256),
   SANDBOX_TMP_SIZE: bytes('256m'),
+  SANDBOX_DISK: bytes('2g'),
   SANDBOX_RUNTIME: optionalText,
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   NETWORK_POLICY: z.enum(['none', 'allowlist', 'open']).default('allowlist'),
@@ -49,6 +50,8 @@ const schema = z.object({
   ANTHROPIC_BASE_URL: z.string().url().default('https://api.anthropic.com'),
   API_KEYS: optionalText,
   ALLOW_UNAUTHENTICATED_REMOTE: bool(false),
+  ALLOWED_HOSTS: optionalText,
+  CORS_ORIGINS: optionalText,
   MAX_CONCURRENT_TASKS: int(4),
   MAX_QUEUED_PER_SESSION: int(20),
   MAX_SESSIONS: int(10_000),
@@ -95,6 +98,8 @@ export interface Config {
     nanoCpus: number;
     pidsLimit: number;
     tmpSizeBytes: number;
+    /** Per-session workspace quota (0: none). */
+    diskBytes: number;
     runtime: string | undefined;
     /** The Docker engine's unix socket. */
     dockerSocket: string;
@@ -107,6 +112,10 @@ export interface Config {
   };
   /** "key" or "tenant:key" entries; empty means no authentication. */
   apiKeys: Array<{ tenantId: string; key: string }>;
+  /** Host names (besides loopback ones) a request may name when no API key is configured. */
+  allowedHosts: string[];
+  /** Origins (besides the runner's own) that may open streams and send state-changing requests. */
+  corsOrigins: string[];
   limits: {
     maxConcurrentTasks: number;
     maxQueuedPerSession: number;
@@ -143,6 +152,10 @@ function parseApiKeys(text: string | undefined): Config['apiKeys'] {
     const colon = entry.indexOf(':');
     return colon > 0 ? { tenantId: entry.slice(0, colon), key: entry.slice(colon + 1) } : { tenantId: 'default', key: entry };
   });
+}
+
+function list(text: string | undefined): string[] {
+  return (text ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -182,12 +195,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       nanoCpus: Math.round(e.SANDBOX_CPUS * 1e9),
       pidsLimit: e.SANDBOX_PIDS,
       tmpSizeBytes: e.SANDBOX_TMP_SIZE,
+      diskBytes: e.SANDBOX_DISK,
       runtime: e.SANDBOX_RUNTIME,
       dockerSocket: e.DOCKER_SOCKET,
       defaultNetwork: e.NETWORK_POLICY,
     },
     upstream: { baseUrl: e.ANTHROPIC_BASE_URL, apiKey: e.ANTHROPIC_API_KEY, oauthToken: e.CLAUDE_CODE_OAUTH_TOKEN },
     apiKeys,
+    allowedHosts: list(e.ALLOWED_HOSTS).map((h) => h.toLowerCase()),
+    corsOrigins: list(e.CORS_ORIGINS).map((o) => o.replace(/\/+$/, '').toLowerCase()),
     limits: {
       maxConcurrentTasks: Math.max(1, e.MAX_CONCURRENT_TASKS),
       maxQueuedPerSession: e.MAX_QUEUED_PER_SESSION,

@@ -75,6 +75,23 @@ export class RunnerError extends Error {
   }
 }
 
+/**
+ * Codes whose own message may name engine errors, socket paths, containers or
+ * log tails: callers get the table's message and a reference to find the rest
+ * in the log, never the text itself.
+ */
+const OPAQUE_CODES: ReadonlySet<ErrorCode> = new Set(['INTERNAL', 'SANDBOX_UNAVAILABLE']);
+
+/**
+ * The body a caller may see. For an opaque code the message is the table's,
+ * and `reference` (a request or task id, under which the full text is
+ * logged) is added to it; `logged` tells whether the caller must log it.
+ */
+export function publicError(error: RunnerError, reference: string): { body: ErrorBody; logged: boolean } {
+  if (!OPAQUE_CODES.has(error.code)) return { body: error.toBody(), logged: false };
+  return { body: { code: error.code, message: `${errorTable[error.code].message} (reference ${reference}: the server log has the details)`, details: { reference } }, logged: true };
+}
+
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(errorTable, value);
 }
