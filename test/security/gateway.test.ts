@@ -326,8 +326,8 @@ describe('gateway: connections a hostile sandbox opens', () => {
   });
 
   test('an error of a session socket after it listens (EMFILE on accept) is logged, not thrown', () => {
-    const sessions = (rig.gateway as unknown as { sessions: Map<string, { server: NetServer }> }).sessions;
-    const server = sessions.get('s1')!.server;
+    const sockets = (rig.gateway as unknown as { sockets: { attached: Map<string, { server: NetServer }> } }).sockets;
+    const server = sockets.attached.get('s1')!.server;
     assert.doesNotThrow(() => server.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' })));
   });
 

@@ -57,9 +57,14 @@ export interface ModelGateway {
   checkConfigured(): void;
   /** Starts serving a session's sandbox on `socketDir/gateway.sock`. Idempotent. */
   attachSession(sessionKey: string, socketDir: string): Promise<void>;
+  /** Stops serving the session's sandbox (it stopped): its socket and connections are closed. */
   detachSession(sessionKey: string): Promise<void>;
-  /** Grants the task access; the token is also written where the sandbox's key helper reads it. */
-  openTask(grant: TaskGrant): Promise<{ token: string }>;
+  /**
+   * Grants the task access; the token is also written where the sandbox's key
+   * helper reads it. `sandboxEnv` is what the agent's processes need to reach
+   * out under the task's network policy (the egress proxy, for allowlist).
+   */
+  openTask(grant: TaskGrant): Promise<{ token: string; sandboxEnv: Record<string, string> }>;
   /**
    * Revokes the task's token, cuts its calls still under way, and returns what
    * it spent once each of them has recorded what it was billed.
