@@ -179,7 +179,11 @@ export async function createRunner(config: Config): Promise<Runner> {
     if (!dockerChecked || Date.now() - dockerChecked.at > HEALTH_CHECK_CACHE_MS) {
       dockerChecked = {
         at: Date.now(),
-        result: sandbox.check().then(() => 'ok', (error: unknown) => (error instanceof RunnerError ? `${error.code}: ${error.message}` : 'unavailable')),
+        // /health is open: it names the code only; the engine's message (socket paths and the like) goes to the log.
+        result: sandbox.check().then(() => 'ok', (error: unknown) => {
+          logger.warn({ err: error }, 'health: the sandbox backend is not ready');
+          return error instanceof RunnerError ? error.code : 'unavailable';
+        }),
       };
     }
     return dockerChecked.result;
@@ -192,6 +196,8 @@ export async function createRunner(config: Config): Promise<Runner> {
     fileUploadLimitBytes: config.limits.fileUploadLimitBytes,
     streamBufferBytes: config.events.streamBufferBytes,
     rateLimitPerMinute: config.limits.rateLimitPerMinute,
+    allowedHosts: config.allowedHosts,
+    corsOrigins: config.corsOrigins,
     workspaceOwner: process.getuid?.() === 0 ? { uid: AGENT_UID, gid: AGENT_GID } : undefined,
     health: async () => {
       const docker = await dockerHealth();

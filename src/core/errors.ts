@@ -14,6 +14,8 @@ export const errorTable = {
   INVALID_SCHEMA: { status: 400, message: 'The JSON Schema is too large, too deep or not valid.' },
   // 401 / 403 / 404
   UNAUTHORIZED: { status: 401, message: 'A valid API key is required.' },
+  HOST_NOT_ALLOWED: { status: 403, message: 'The Host header names a host this runner does not serve: without API keys it accepts only localhost, 127.0.0.1, [::1] and ALLOWED_HOSTS.' },
+  ORIGIN_NOT_ALLOWED: { status: 403, message: 'This web origin may not open streams or change anything here: only the runner\'s own origin and CORS_ORIGINS may.' },
   SESSION_NOT_FOUND: { status: 404, message: 'No such session.' },
   TASK_NOT_FOUND: { status: 404, message: 'No such task.' },
   FILE_NOT_FOUND: { status: 404, message: 'No such file in the workspace.' },
@@ -30,6 +32,7 @@ export const errorTable = {
   MAX_TURNS_REACHED: { status: 422, message: 'The agent reached the maximum number of turns.' },
   OUTPUT_INVALID: { status: 422, message: 'The agent output does not match the output schema.' },
   SANDBOX_LIMIT: { status: 422, message: 'The sandbox hit a resource limit (memory or processes).' },
+  DISK_QUOTA_EXCEEDED: { status: 507, message: 'The session\'s workspace is past its disk quota (SANDBOX_DISK): delete files to go on.' },
   QUEUE_FULL: { status: 429, message: 'The session queue is full.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests.' },
   SESSION_LIMIT_REACHED: { status: 429, message: 'The maximum number of sessions is reached.' },

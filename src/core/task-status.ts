@@ -33,10 +33,16 @@ export function isFinal(status: TaskStatus): status is FinalTaskStatus {
   return transitions[status].length === 0;
 }
 
-/** Every error code a running task can end with, and the status it ends in. */
-export const failureStatus = {
+/**
+ * The status a task ends in for each error code: every code has one, so a
+ * new code without a status does not compile. The first group are the ways a
+ * running task ends; codes that only refuse a request (a task never ends with
+ * them today) end a task `failed` should one ever carry them.
+ */
+export const failureStatus: Readonly<Record<ErrorCode, FinalTaskStatus>> = {
   TASK_ABORTED: 'aborted',
   TASK_INTERRUPTED: 'interrupted',
+  SHUTTING_DOWN: 'interrupted',
   TASK_TIMEOUT: 'timed_out',
   BUDGET_EXCEEDED: 'budget_exceeded',
   MAX_TURNS_REACHED: 'failed',
@@ -45,11 +51,33 @@ export const failureStatus = {
   MODEL_CREDENTIALS_MISSING: 'failed',
   AGENT_CRASHED: 'failed',
   SANDBOX_LIMIT: 'failed',
+  DISK_QUOTA_EXCEEDED: 'failed',
   SANDBOX_UNAVAILABLE: 'failed',
   SANDBOX_IMAGE_MISSING: 'failed',
   INTERNAL: 'failed',
-} as const satisfies Partial<Record<ErrorCode, FinalTaskStatus>>;
+  // Refusals of a request.
+  INVALID_REQUEST: 'failed',
+  INVALID_SESSION_ID: 'failed',
+  INVALID_ENV: 'failed',
+  INVALID_PATH: 'failed',
+  INVALID_SCHEMA: 'failed',
+  UNAUTHORIZED: 'failed',
+  HOST_NOT_ALLOWED: 'failed',
+  ORIGIN_NOT_ALLOWED: 'failed',
+  SESSION_NOT_FOUND: 'failed',
+  TASK_NOT_FOUND: 'failed',
+  FILE_NOT_FOUND: 'failed',
+  AGENT_NOT_FOUND: 'failed',
+  ROUTE_NOT_FOUND: 'failed',
+  AGENT_MISMATCH: 'failed',
+  AGENT_REQUIRED: 'failed',
+  IDEMPOTENCY_CONFLICT: 'failed',
+  PAYLOAD_TOO_LARGE: 'failed',
+  QUEUE_FULL: 'failed',
+  RATE_LIMITED: 'failed',
+  SESSION_LIMIT_REACHED: 'failed',
+};
 
 export function statusForFailure(code: ErrorCode): FinalTaskStatus {
-  return (failureStatus as Partial<Record<ErrorCode, FinalTaskStatus>>)[code] ?? 'failed';
+  return failureStatus[code];
 }

@@ -6,6 +6,8 @@
  * Owns: routes, authentication, the error shape. Must not touch: the store,
  * Docker or the runtime (only services), nor decide anything a service decides.
  */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import rateLimit from '@fastify/rate-limit';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -20,6 +22,7 @@ import type { TaskService } from '../tasks/task-service.ts';
 import type { WorkspaceFiles } from '../workspace/files.ts';
 import type { ApiAuth, Caller } from './auth.ts';
 import { errorHandler, parseInput, sendError } from './errors.ts';
+import { registerOriginPolicy } from './guard.ts';
 import { fileRoutes } from './routes/files.ts';
 import { sessionRoutes } from './routes/sessions.ts';
 import { streamRoutes } from './routes/stream.ts';
@@ -49,6 +52,10 @@ export interface HttpDeps {
   fileUploadLimitBytes: number;
   streamBufferBytes: number;
   rateLimitPerMinute: number;
+  /** Host names (or host:port) a request may name besides loopback, when no API key is configured (ALLOWED_HOSTS). */
+  allowedHosts: string[];
+  /** Web origins besides the runner's own that may open streams and change state, answered with CORS (CORS_ORIGINS). */
+  corsOrigins: string[];
   /** Uploaded files are given to the agent's user, so its tools can change them. */
   workspaceOwner: { uid: number; gid: number } | undefined;
   health(): Promise<HealthReport>;
@@ -68,11 +75,28 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 1024 },
     forceCloseConnections: true,
+    // Unique and unguessable, never taken from the caller: answers quote it as the reference to the log.
+    genReqId: () => randomUUID(),
   });
   app.decorateRequest('caller', null as unknown as Caller);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => sendError(reply, new RunnerError('ROUTE_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`)));
+  // A route that takes no body accepts an empty one sent as JSON (generic HTTP clients label every call so).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if ((body as string).trim() === '') done(null, undefined);
+    else parseJson(request, body as string, done);
+  });
 
+  // Every answer names its request: errors refer to it, the log carries it.
+  const requestIds = new WeakMap<IncomingMessage, string>();
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    requestIds.set(request.raw, request.id);
+  });
+  // Host and Origin checks, CORS answers (preflights before authentication).
+  await registerOriginPolicy(app, { checkHost: !deps.auth.enabled, allowedHosts: deps.allowedHosts, corsOrigins: deps.corsOrigins });
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0]!;
     if (OPEN_ROUTES.has(path)) return;
@@ -97,6 +121,10 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
   // Our own preClose (routes/stream.ts) ends streams with 1001 "going away"; the plugin's would cut them first.
   await app.register(websocket, { options: { maxPayload: 64 * 1024 }, preClose: (done) => done() });
+  app.websocketServer.on('headers', (headers: string[], raw: IncomingMessage) => {
+    const id = requestIds.get(raw);
+    if (id !== undefined) headers.push(`x-request-id: ${id}`);
+  });
 
   app.get('/health', async (_request, reply) => {
     const report = await deps.health();

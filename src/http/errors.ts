@@ -1,11 +1,14 @@
 /**
  * Maps every error to the one JSON shape callers see: {error: {code, message}}
- * with the status from the error table. Only unknown errors are 500 and only
- * they are logged as bugs; their text never reaches the caller.
+ * with the status from the error table. Answers that could carry engine
+ * messages, socket paths, container names or log tails (INTERNAL,
+ * SANDBOX_UNAVAILABLE: see publicError) carry the table's message and a
+ * reference instead (the request id, also in every answer's x-request-id
+ * header); the full text is logged under that request id.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { RunnerError, errorTable } from '../core/errors.ts';
+import { RunnerError, errorTable, publicError } from '../core/errors.ts';
 
 export function toHttpError(error: unknown): RunnerError | null {
   if (error instanceof RunnerError) return error;
@@ -29,15 +32,27 @@ export function toHttpError(error: unknown): RunnerError | null {
   return null;
 }
 
-export function sendError(reply: FastifyReply, error: RunnerError, extra?: Record<string, unknown>): FastifyReply {
-  return reply.code(errorTable[error.code].status).send({ error: error.toBody(), ...extra });
+export interface SendErrorOptions {
+  /** What the caller can quote to find the details in the log; default the request id. */
+  reference?: string;
+  /** What really happened, logged (never sent) when the answer is opaque; default the error itself. */
+  cause?: unknown;
+}
+
+/** Sends `error` as the caller may see it (extra fields beside `error`), logging what it may not see. */
+export function sendError(reply: FastifyReply, error: RunnerError, extra?: Record<string, unknown>, options: SendErrorOptions = {}): FastifyReply {
+  const reference = options.reference ?? reply.request.id;
+  const { body, logged } = publicError(error, reference);
+  if (logged) {
+    reply.request.log.error({ err: options.cause ?? error, code: error.code, reference }, `answered ${error.code} by reference`);
+  }
+  return reply.code(errorTable[error.code].status).send({ error: body, ...extra });
 }
 
 export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const known = toHttpError(error);
   if (known) return sendError(reply, known);
-  request.log.error({ err: error }, 'unhandled error');
-  return sendError(reply, new RunnerError('INTERNAL'));
+  return sendError(reply, new RunnerError('INTERNAL'), undefined, { cause: error });
 }
 
 /** Parses input with a zod schema, or throws INVALID_REQUEST naming the fields. */

@@ -4,6 +4,7 @@
  * tools, resumed); ours follow.
  */
 import { z } from 'zod';
+import { isErrorCode, publicError, RunnerError, type ErrorBody } from '../core/errors.ts';
 import type { StoredEvent } from '../core/events.ts';
 import type { Task } from '../core/model.ts';
 import type { SessionView } from '../sessions/session-service.ts';
@@ -18,7 +19,7 @@ export function taskView(task: Task) {
     duration: task.durationMs ?? 0,
     tools: task.tools,
     resumed: task.resumed ?? false,
-    error: task.error,
+    error: taskErrorView(task),
     message: task.message,
     context: task.context,
     usage: task.usage,
@@ -26,6 +27,18 @@ export function taskView(task: Task) {
     startedAt: iso(task.startedAt),
     finishedAt: iso(task.finishedAt),
   };
+}
+
+/** A task's stored error; a code an older version wrote, gone from the table, reads as INTERNAL. */
+export function storedError(task: Task): RunnerError {
+  return task.error && isErrorCode(task.error.code)
+    ? new RunnerError(task.error.code, task.error.message, task.error.details)
+    : new RunnerError('INTERNAL');
+}
+
+/** What a caller may see of a task's error: an opaque one (INTERNAL, SANDBOX_UNAVAILABLE) refers to the task id, without its text. */
+export function taskErrorView(task: Task): ErrorBody | null {
+  return task.error ? publicError(storedError(task), task.id).body : null;
 }
 
 /** The blocking POST /task answer: exactly the seed's shape, plus status. */

@@ -44,7 +44,10 @@ export class TaskCompletions {
     for (const reject of [...this.rejecters]) reject(reason);
   }
 
-  /** Resolves with the task once it is final. `load` reads it from the store, to close the race with a task that just ended. */
+  /**
+   * Resolves with the task once it is final. `load` reads it from the store, to close the race with a task that just ended.
+   * Rejects with `signal`'s reason when it aborts first, with the release reason at shutdown, or with `load`'s error.
+   */
   async wait(taskId: string, load: () => Promise<Task | undefined>, signal?: AbortSignal): Promise<Task> {
     let set = this.waiters.get(taskId);
     if (!set) this.waiters.set(taskId, (set = new Set()));
@@ -53,9 +56,13 @@ export class TaskCompletions {
     const done = new Promise<Task>((resolve, reject) => {
       waiter = resolve;
       rejecter = reject;
-      if (signal?.aborted) reject(signal.reason);
-      else signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
     });
+    // `done` may be settled while nothing awaits it (the caller leaves after `load` answered, or `load` fails):
+    // its rejection is handled here, so it never becomes an unhandled rejection (which ends the process).
+    done.catch(() => undefined);
+    const onAbort = (): void => rejecter(signal!.reason instanceof Error ? signal!.reason : new Error('the wait was aborted'));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
     set.add(waiter);
     this.rejecters.add(rejecter);
     try {
@@ -64,6 +71,7 @@ export class TaskCompletions {
       if (this.released) throw this.released;
       return await done;
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       set.delete(waiter);
       this.rejecters.delete(rejecter);
       if (set.size === 0 && this.waiters.get(taskId) === set) this.waiters.delete(taskId);

@@ -22,7 +22,7 @@ import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { StoredEvent } from '../../core/events.ts';
-import { RunnerError } from '../../core/errors.ts';
+import { publicError, RunnerError } from '../../core/errors.ts';
 import type { Session, Task } from '../../core/model.ts';
 import { isFinal } from '../../core/task-status.ts';
 import { eventFrame } from '../views.ts';
@@ -107,8 +107,9 @@ function endsTask(task: Task, event: StoredEvent): boolean {
   return event.taskId === task.id && (event.type === 'task_complete' || event.type === 'task_error');
 }
 
-function errorBody(error: unknown) {
-  return error instanceof RunnerError ? error.toBody() : { code: 'INTERNAL', message: 'Internal error.' };
+/** An error frame's body: opaque errors refer to the request id (the error itself is logged under it). */
+function errorBody(error: unknown, reference: string) {
+  return publicError(error instanceof RunnerError ? error : new RunnerError('INTERNAL'), reference).body;
 }
 
 export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
@@ -215,7 +216,7 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
       fail(error) {
         request.log.error({ err: error }, 'stream failed');
-        stream.write({ event: 'error', data: JSON.stringify({ type: 'error', error: errorBody(error) }) });
+        stream.write({ event: 'error', data: JSON.stringify({ type: 'error', error: errorBody(error, request.id) }) });
         stream.end();
       },
     };
@@ -229,9 +230,12 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
   };
 
   const sse = (reply: FastifyReply, request: FastifyRequest): Stream => {
+    // Headers set so far (x-request-id, CORS) go out too: a hijacked reply does not send them itself.
+    const earlier = Object.fromEntries(Object.entries(reply.getHeaders()).filter(([, value]) => value !== undefined));
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
+      ...earlier,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       connection: 'keep-alive',

@@ -4,10 +4,10 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { isErrorCode, RunnerError } from '../../core/errors.ts';
+import { RunnerError } from '../../core/errors.ts';
 import type { Task } from '../../core/model.ts';
 import { parseInput, sendError } from '../errors.ts';
-import { acceptedView, pageQuery, taskResultView, taskView } from '../views.ts';
+import { acceptedView, pageQuery, storedError, taskResultView, taskView } from '../views.ts';
 import type { HttpDeps } from '../app.ts';
 
 const submitBody = z.object({
@@ -47,7 +47,8 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) gone.abort(new Error('caller went away'));
     });
-    const body = parseInput(submitBody, request.body);
+    // No body at all (or an empty JSON one) is an empty object here, so the answer names the missing fields.
+    const body = parseInput(submitBody, request.body ?? {});
     const keyHeader = request.headers['idempotency-key'];
     const key = keyHeader === undefined ? undefined : parseInput(idempotencyKey, keyHeader);
     const { task, created } = await deps.tasks.submit({
@@ -74,7 +75,12 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     try {
       final = await deps.tasks.wait(task, gone.signal);
     } catch (error) {
-      if (!(error instanceof RunnerError) || gone.signal.aborted) return reply;
+      // The caller went away: nobody to answer (the task goes on).
+      if (gone.signal.aborted) return reply;
+      // Anything else (the store failed while waiting): the caller is answered, never left hanging.
+      if (!(error instanceof RunnerError)) {
+        return sendError(reply, new RunnerError('INTERNAL'), { taskId: task.id, sessionId: task.sessionId }, { cause: error });
+      }
       // Shutting down before the task ended: say where it stands, so the caller can follow it later.
       const current = await deps.tasks.get(request.caller.tenantId, task.id).catch(() => task);
       return sendError(reply, error, { taskId: task.id, sessionId: task.sessionId, status: current.status });
@@ -114,12 +120,12 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
   });
 }
 
-/** A finished task as the blocking POST /task answers it: 200 with the seed's shape, or the error's status. */
+/**
+ * A finished task as the blocking POST /task answers it: 200 with the seed's shape, or the error's status.
+ * An opaque error (INTERNAL, SANDBOX_UNAVAILABLE) is answered with the task id as its reference, whatever was stored.
+ */
 function sendTaskResult(reply: FastifyReply, task: Task) {
   if (task.status === 'succeeded') return reply.send(taskResultView(task));
-  // A code read back from the store is checked: one an older version wrote may be gone from the table.
-  const error = task.error && isErrorCode(task.error.code)
-    ? new RunnerError(task.error.code, task.error.message, task.error.details)
-    : new RunnerError('INTERNAL');
-  return sendError(reply, error, { ...taskResultView(task), output: undefined });
+  const error = storedError(task);
+  return sendError(reply, error, { ...taskResultView(task), output: undefined }, { reference: task.id, cause: { taskId: task.id, stored: task.error } });
 }
