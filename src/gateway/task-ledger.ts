@@ -13,10 +13,9 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { RunnerError } from '../core/errors.ts';
-import type { TokenUsage } from '../core/model.ts';
+import { addUsage, emptyUsage, type TokenUsage } from '../core/model.ts';
 import type { TaskGrant, TaskMeter } from '../core/ports/model-gateway.ts';
 import type { ApiUsage } from '../pricing/prices.ts';
-import { addUsage, emptyUsage } from './usage-meter.ts';
 
 /** closeTask waits this long at most for cut calls to record their usage. */
 const CLOSE_WAIT_MS = 10_000;

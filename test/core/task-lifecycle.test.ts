@@ -62,8 +62,8 @@ describe('task lifecycle edges', () => {
 
   test('when the store fails as a task ends, its caller is answered all the same', async () => {
     const store = h.runner.store;
-    const original = store.recordSessionActivity.bind(store);
-    store.recordSessionActivity = async () => { throw new Error('disk full (simulated)'); };
+    const original = store.finishTask.bind(store);
+    store.finishTask = async () => { throw new Error('disk full (simulated)'); };
     try {
       // Without the fix the caller waits forever: the signal turns that into a failure.
       const res = await h.api('/task', { method: 'POST', json: { sessionId: 'lc-store-fails', message: 'lc-quick' }, signal: AbortSignal.timeout(20_000) });
@@ -72,7 +72,7 @@ describe('task lifecycle edges', () => {
       assert.equal(res.body.error.code, 'BUDGET_EXCEEDED');
       assert.match(res.body.taskId, /^task_/);
     } finally {
-      store.recordSessionActivity = original;
+      store.finishTask = original;
     }
   });
 });

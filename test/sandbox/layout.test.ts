@@ -43,7 +43,7 @@ test('the Docker adapter re-exports the same values and builds its container fro
 });
 
 test('the agent process gets the home and user of the layout', () => {
-  const env = agentProcessEnv({ env: {}, processEnv: {}, modelEndpoint: { baseUrl: 'http://127.0.0.1:4100', keyHelper: 'cat x' } } as unknown as AgentRunRequest);
+  const env = agentProcessEnv({ env: {}, processEnv: {}, modelEndpoint: { baseUrl: 'http://127.0.0.1:4100', keyHelper: 'cat x' } } as unknown as AgentRunRequest, 3);
   assert.equal(env.HOME, SANDBOX_HOME);
   assert.equal(env.USER, AGENT_USER);
 });

@@ -1,7 +1,10 @@
 /** Records for store tests: complete, so that round trips can be compared whole. */
 import type { ErrorBody } from '../../src/core/errors.ts';
 import { queuedTask, type Session, type Task } from '../../src/core/model.ts';
-import type { TaskOutcome } from '../../src/core/ports/store.ts';
+import type { SessionActivity, TaskOutcome } from '../../src/core/ports/store.ts';
+
+/** A task's end that changes nothing else on its session. */
+export const NO_ACTIVITY: SessionActivity = { turn: false };
 
 export function makeSession(n: number | string, over: Partial<Session> = {}): Session {
   return {

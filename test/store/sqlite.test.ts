@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { openSqliteStore, sqliteIntegrityCheck } from '../../src/store/sqlite/index.ts';
-import { makeOutcome, makeSession, makeTask } from './fixtures.ts';
+import { makeOutcome, NO_ACTIVITY, makeSession, makeTask } from './fixtures.ts';
 import { defineStoreSuite } from './store-suite.ts';
 
 async function tempDir(): Promise<string> {
@@ -87,7 +87,7 @@ describe('SQLite store', () => {
     await store.enqueueTask(makeTask(s, 't1', { idempotencyKey: 'k', requestHash: 'h' }), { maxQueued: 10 });
     await store.enqueueTask(makeTask(s, 't2'), { maxQueued: 10 });
     await store.claimTasks('runner-1', 1, 1_000);
-    await store.finishTask('t1', 'runner-1', makeOutcome());
+    await store.finishTask('t1', 'runner-1', makeOutcome(), NO_ACTIVITY);
     await store.appendEvents([{ sessionKey: s.key, taskId: 't1', type: 'text', data: { text: 'hello' } }], 1_000);
     const before = { session: await store.summarizeSession(s.key), tasks: await store.listTasks(s.key, { limit: 10 }) };
     await store.close();

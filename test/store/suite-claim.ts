@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Store } from '../../src/core/ports/store.ts';
 import type { Session, Task } from '../../src/core/model.ts';
-import { abortError, interruptError, makeOutcome, makeSession, makeTask } from './fixtures.ts';
+import { abortError, interruptError, makeOutcome, NO_ACTIVITY, makeSession, makeTask } from './fixtures.ts';
 
 const roomy = { maxQueued: 100 };
 
@@ -49,7 +49,7 @@ export function defineClaimTests(getStore: () => Store): void {
       const [t] = await store.claimTasks('runner-1', 1, now);
       assert.ok(t, `round ${round} claims a task`);
       order.push(t.id);
-      assert.equal(await store.finishTask(t.id, 'runner-1', makeOutcome({ finishedAt: now })), true);
+      assert.equal(await store.finishTask(t.id, 'runner-1', makeOutcome({ finishedAt: now }), NO_ACTIVITY), true);
     }
     // Oldest-first alone would give a0 a1 a2 b0 b1.
     assert.deepEqual(order, ['a0', 'b0', 'a1', 'b1', 'a2']);
@@ -67,7 +67,7 @@ export function defineClaimTests(getStore: () => Store): void {
       const claimed = await store.claimTasks('runner-1', 5, 1_000 + i);
       assert.equal(claimed.length, 1, 'never two running in one session');
       order.push(claimed[0]!.id);
-      assert.equal(await store.finishTask(claimed[0]!.id, 'runner-1', makeOutcome()), true);
+      assert.equal(await store.finishTask(claimed[0]!.id, 'runner-1', makeOutcome(), NO_ACTIVITY), true);
     }
     assert.deepEqual(order, ids);
   });
@@ -103,23 +103,23 @@ export function defineClaimTests(getStore: () => Store): void {
     assert.ok(t);
     assert.equal(t.sealedEnv, 'sealed(a0)');
     const outcome = makeOutcome({ finishedAt: 5_000 });
-    assert.equal(await store.finishTask(t.id, 'runner-2', outcome), false);
+    assert.equal(await store.finishTask(t.id, 'runner-2', outcome, NO_ACTIVITY), false);
     assert.deepEqual(await store.getTask(t.id), t, 'untouched by another runner');
-    assert.equal(await store.finishTask('a1', 'runner-1', outcome), false, 'a queued task is not running');
+    assert.equal(await store.finishTask('a1', 'runner-1', outcome, NO_ACTIVITY), false, 'a queued task is not running');
     assert.equal((await store.getTask('a1'))?.status, 'queued');
-    assert.equal(await store.finishTask('nope', 'runner-1', outcome), false);
-    assert.equal(await store.finishTask(t.id, 'runner-1', outcome), true);
+    assert.equal(await store.finishTask('nope', 'runner-1', outcome, NO_ACTIVITY), false);
+    assert.equal(await store.finishTask(t.id, 'runner-1', outcome, NO_ACTIVITY), true);
     assert.deepEqual(await store.getTask(t.id), {
       ...t,
       status: 'succeeded', finishedAt: 5_000, costUsd: 0.125, durationMs: 4_000, tools: ['Read', 'Bash'],
       output: outcome.output, error: null, resumed: true, usage: outcome.usage, sealedEnv: null,
     });
-    assert.equal(await store.finishTask(t.id, 'runner-1', makeOutcome({ status: 'failed' })), false, 'only once');
+    assert.equal(await store.finishTask(t.id, 'runner-1', makeOutcome({ status: 'failed' }), NO_ACTIVITY), false, 'only once');
     assert.equal((await store.getTask(t.id))?.status, 'succeeded');
     // A failure keeps its error body.
     const [t2] = await store.claimTasks('runner-1', 1, 6_000);
     const error = { code: 'TASK_TIMEOUT' as const, message: 'late', details: { limitMs: 10 } };
-    assert.equal(await store.finishTask(t2!.id, 'runner-1', makeOutcome({ status: 'timed_out', error, output: null, resumed: false, usage: null })), true);
+    assert.equal(await store.finishTask(t2!.id, 'runner-1', makeOutcome({ status: 'timed_out', error, output: null, resumed: false, usage: null }), NO_ACTIVITY), true);
     const failed = await store.getTask(t2!.id);
     assert.deepEqual([failed?.status, failed?.error, failed?.output, failed?.resumed, failed?.usage], ['timed_out', error, null, false, null]);
   });
@@ -163,7 +163,7 @@ export function defineClaimTests(getStore: () => Store): void {
     assert.deepEqual((await store.interruptRunningTasks(null, interruptError, 5_000)).map((t) => t.id), ['c0']);
     assert.deepEqual(await store.interruptRunningTasks(null, interruptError, 5_001), []);
     assert.equal(await store.countRunningTasks(), 0);
-    assert.equal(await store.finishTask('c0', 'runner-2', makeOutcome()), false, 'an interrupted task cannot be finished');
+    assert.equal(await store.finishTask('c0', 'runner-2', makeOutcome(), NO_ACTIVITY), false, 'an interrupted task cannot be finished');
     // Their sessions can run again.
     assert.deepEqual((await store.claimTasks('runner-3', 5, 6_000)).map((t) => t.id).sort(), ['a1', 'b1', 'c1']);
   });

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Store } from '../../src/core/ports/store.ts';
 import type { SessionSummary } from '../../src/core/model.ts';
-import { makeOutcome, makeSession, makeTask } from './fixtures.ts';
+import type { TokenUsage } from '../../src/core/model.ts';
+import { makeOutcome, NO_ACTIVITY, makeSession, makeTask } from './fixtures.ts';
 
 const big = { maxSessions: 1_000 };
 
@@ -110,26 +111,75 @@ export function defineSessionTests(getStore: () => Store): void {
     assert.deepEqual(page.items.map((s) => [s.key, s.queued, s.running]), [['key-a', 2, 1], ['key-b', 1, 0]]);
   });
 
-  test('recordSessionActivity adds cost, counts turns when asked and moves lastActivityAt', async () => {
+  test('finishTask records the session\'s activity with the task: a turn when asked, the conversation, the time', async () => {
     const store = getStore();
-    await store.createSession(makeSession(1, { agentSessionId: 'conv-0' }), big);
-    await store.recordSessionActivity('key-1', { costUsd: 0.25, turn: true, agentSessionId: 'conv-1', at: 5_000 });
-    await store.recordSessionActivity('key-1', { costUsd: 0.5, turn: false, at: 6_000 });
-    await store.recordSessionActivity('key-1', { costUsd: 0.125, turn: true, at: 7_000 });
-    const s = await store.getSessionByKey('key-1');
-    assert.equal(s?.turns, 2);
-    assert.equal(s?.totalCostUsd, 0.875);
-    assert.equal(s?.agentSessionId, 'conv-1', 'kept when not given');
-    assert.equal(s?.lastActivityAt, 7_000);
-    await store.recordSessionActivity('key-1', { costUsd: 0, turn: false, agentSessionId: null, at: 8_000 });
-    assert.equal((await store.getSessionByKey('key-1'))?.agentSessionId, null, 'cleared when given null');
+    const s = makeSession(1, { agentSessionId: 'conv-0' });
+    await store.createSession(s, big);
+    for (const [id, activity, at] of [['f1', { turn: true, agentSessionId: 'conv-1' }, 5_000], ['f2', { turn: false }, 6_000], ['f3', { turn: true }, 7_000]] as const) {
+      await store.enqueueTask(makeTask(s, id), { maxQueued: 10 });
+      await store.claimTasks('runner-1', 1, at - 1);
+      assert.equal(await store.finishTask(id, 'runner-1', makeOutcome({ finishedAt: at, costUsd: 0.25 }), activity), true);
+    }
+    const after = await store.getSessionByKey('key-1');
+    assert.equal(after?.turns, 2);
+    assert.equal(after?.totalCostUsd, 0.75);
+    assert.equal(after?.agentSessionId, 'conv-1', 'kept when not given');
+    assert.equal(after?.lastActivityAt, 7_000);
+  });
+
+  test('spend is recorded call by call on the running task and its session, and the end adds only what is missing', async () => {
+    const store = getStore();
+    const s = makeSession(1);
+    await store.createSession(s, big);
+    await store.enqueueTask(makeTask(s, 'p1'), { maxQueued: 10 });
+    await store.recordTaskSpend('p1', { costUsd: 9, usage: usage(1) });
+    assert.equal((await store.getSessionByKey('key-1'))?.totalCostUsd, 0, 'a queued task spends nothing');
+    await store.claimTasks('runner-1', 1, 3_000);
+    await store.recordTaskSpend('p1', { costUsd: 0.25, usage: usage(10) });
+    await store.recordTaskSpend('p1', { costUsd: 0.5, usage: usage(5) });
+    await store.recordTaskTool('p1', 'Bash');
+    await store.recordTaskTool('p1', 'Read');
+    await store.recordTaskTool('p1', 'Bash');
+    const running = await store.getTask('p1');
+    assert.equal(running?.status, 'running');
+    assert.equal(running?.costUsd, 0.75);
+    assert.deepEqual(running?.usage, usage(15));
+    assert.deepEqual(running?.tools, ['Bash', 'Read']);
+    assert.equal((await store.getSessionByKey('key-1'))?.totalCostUsd, 0.75);
+    // The meter saw one more call than was recorded (a write that failed): the end adds it, once.
+    assert.equal(await store.finishTask('p1', 'runner-1', makeOutcome({ costUsd: 1, usage: usage(20) }), { turn: true }), true);
+    assert.equal((await store.getSessionByKey('key-1'))?.totalCostUsd, 1);
+    assert.equal((await store.getTask('p1'))?.costUsd, 1);
+    await store.recordTaskSpend('p1', { costUsd: 5, usage: usage(1) });
+    assert.equal((await store.getSessionByKey('key-1'))?.totalCostUsd, 1, 'a finished task spends nothing more');
+  });
+
+  test('a task interrupted elsewhere keeps its status; the session still gets its activity and its whole cost', async () => {
+    const store = getStore();
+    const s = makeSession(1);
+    await store.createSession(s, big);
+    await store.enqueueTask(makeTask(s, 'i1'), { maxQueued: 10 });
+    await store.claimTasks('runner-1', 1, 3_000);
+    await store.recordTaskSpend('i1', { costUsd: 0.5, usage: usage(10) });
+    await store.interruptRunningTasks(null, { code: 'TASK_INTERRUPTED', message: 'x' }, 4_000);
+    const interrupted = await store.getTask('i1');
+    assert.equal(interrupted?.status, 'interrupted');
+    assert.equal(interrupted?.costUsd, 0.5, 'what it spent before the crash stays');
+    assert.equal(await store.finishTask('i1', 'runner-1', makeOutcome({ costUsd: 0.75, usage: usage(12) }), { turn: true, agentSessionId: 'conv-9' }), false);
+    assert.equal((await store.getTask('i1'))?.status, 'interrupted');
+    assert.equal((await store.getTask('i1'))?.costUsd, 0.75);
+    const after = await store.getSessionByKey('key-1');
+    assert.equal(after?.totalCostUsd, 0.75);
+    assert.equal(after?.agentSessionId, 'conv-9');
   });
 
   test('resetSession clears conversation and turns; cost, tasks and events stay', async () => {
     const store = getStore();
     const s = makeSession(1);
     await store.createSession(s, big);
-    await store.recordSessionActivity('key-1', { costUsd: 1.5, turn: true, agentSessionId: 'conv-1', at: 3_000 });
+    await store.enqueueTask(makeTask(s, 't0'), { maxQueued: 10 });
+    await store.claimTasks('runner-1', 1, 2_500);
+    await store.finishTask('t0', 'runner-1', makeOutcome({ costUsd: 1.5, finishedAt: 3_000 }), { turn: true, agentSessionId: 'conv-1' });
     await store.enqueueTask(makeTask(s, 't1'), { maxQueued: 10 });
     await store.appendEvents([{ sessionKey: 'key-1', taskId: 't1', type: 'text', data: { text: 'hi' } }], 3_000);
     await store.resetSession('key-1', 4_000);
@@ -185,7 +235,7 @@ export function defineSessionTests(getStore: () => Store): void {
     await store.enqueueTask(makeTask(sessions.running, 'r1'), { maxQueued: 10 });
     await store.enqueueTask(makeTask(sessions.finished, 'f1'), { maxQueued: 10 });
     await store.claimTasks('runner-1', 10, 1_500);
-    assert.equal(await store.finishTask('f1', 'runner-1', makeOutcome()), true);
+    assert.equal(await store.finishTask('f1', 'runner-1', makeOutcome({ finishedAt: 1_600 }), NO_ACTIVITY), true);
     await store.enqueueTask(makeTask(sessions.queued, 'q1'), { maxQueued: 10 });
     const idle = await store.listIdleSessions(2_000);
     assert.deepEqual(idle.map((s) => s.key).sort(), ['key-finished', 'key-idle']);
@@ -199,4 +249,8 @@ export function defineSessionTests(getStore: () => Store): void {
     await store.createSession(makeSession(2, { tenantId: 'tenant-b' }), big);
     assert.deepEqual((await store.listAllSessionKeys()).sort(), ['key-1', 'key-2']);
   });
+}
+
+function usage(n: number): TokenUsage {
+  return { inputTokens: n, outputTokens: 2 * n, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 };
 }

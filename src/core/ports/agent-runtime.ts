@@ -5,7 +5,7 @@
  * what the agent does through onEvent as it happens.
  */
 import type { EventPayloads } from '../events.ts';
-import type { SandboxHandle } from './sandbox.ts';
+import type { NetworkMode, SandboxHandle } from './sandbox.ts';
 
 export type AgentEvent =
   | { type: 'init'; data: EventPayloads['init'] }
@@ -26,8 +26,12 @@ export interface AgentRunRequest {
   /** JSON Schema for structured output (the SDK's outputFormat), when the template has one. */
   outputSchema?: Record<string, unknown>;
   model?: string;
-  /** Claude Code tools the agent may not use (e.g. WebSearch, which fetches from outside the sandbox). */
-  disallowedTools: string[];
+  /**
+   * The sandbox's network policy. Tools that reach the network from outside
+   * the sandbox (a web search run by the model's provider) bypass it: the
+   * runtime offers them only under `open`.
+   */
+  network: NetworkMode;
   /** The task's env, for the agent's tools. */
   env: Record<string, string>;
   /**
@@ -36,7 +40,7 @@ export interface AgentRunRequest {
    * live process serves many tasks, each with its own token).
    */
   modelEndpoint: { baseUrl: string; keyHelper: string };
-  /** Extra environment for the agent process (e.g. egress proxy settings). */
+  /** Extra environment for the agent process (the gateway's egress proxy settings, for one). */
   processEnv: Record<string, string>;
   /** Conversation to continue, if the session had one. */
   resumeId: string | null;

@@ -26,6 +26,14 @@ export interface TaskOutcome {
   usage: TokenUsage | null;
 }
 
+/** What a task's end changes on its session (its cost is counted call by call, see recordTaskSpend). */
+export interface SessionActivity {
+  /** A model call was made: one more turn of the conversation. */
+  turn: boolean;
+  /** The conversation to resume next; kept when undefined, cleared when null. */
+  agentSessionId?: string | null;
+}
+
 export interface EventBounds {
   /** Lowest sequence number still stored (0 when none is). */
   firstSeq: number;
@@ -53,8 +61,6 @@ export interface Store {
   /** Sessions of one tenant (all tenants when null), newest first (a stable order, for paging). */
   listSessions(tenantId: string | null, page: PageRequest): Promise<Page<SessionSummary>>;
   summarizeSession(key: string): Promise<SessionSummary | undefined>;
-  /** Records a finished task on the session: adds cost, counts a turn when asked, moves lastActivityAt. */
-  recordSessionActivity(key: string, change: { costUsd: number; turn: boolean; agentSessionId?: string | null; at: number }): Promise<void>;
   /** Back to a fresh start: no conversation, no turns. Tasks, events and the cost spent stay. */
   resetSession(key: string, at: number): Promise<void>;
   /** Removes the session with its tasks and events. */
@@ -86,8 +92,23 @@ export interface Store {
    * order). Claimed tasks become running, owned by runnerId, with startedAt=now.
    */
   claimTasks(runnerId: string, limit: number, now: number): Promise<Task[]>;
-  /** Ends a running task owned by runnerId. False when it is not (finished or taken over). Erases sealedEnv. */
-  finishTask(taskId: string, runnerId: string, outcome: TaskOutcome): Promise<boolean>;
+  /**
+   * Adds one model call's spend to a running task and to its session's total,
+   * atomically, as the call ends: a task cut short by a crash still shows what
+   * it spent. Does nothing when the task is not running.
+   */
+  recordTaskSpend(taskId: string, spend: { costUsd: number; usage: TokenUsage }): Promise<void>;
+  /** Adds a tool to a running task's list of tools used (kept once, in first-use order). */
+  recordTaskTool(taskId: string, tool: string): Promise<void>;
+  /**
+   * Ends a running task owned by runnerId and records its end on the session,
+   * in one transaction: the session gets the activity, and whatever of the
+   * outcome's cost the recorded spend lacks. Returns false when the task is
+   * not running here; when it was ended elsewhere meanwhile (interrupted,
+   * aborted), the session still gets the activity and the task its whole
+   * cost. Erases sealedEnv.
+   */
+  finishTask(taskId: string, runnerId: string, outcome: TaskOutcome, session: SessionActivity): Promise<boolean>;
   /** Ends queued tasks as aborted: one task, or all of a session. Returns the ids ended. */
   abortQueuedTasks(target: { sessionKey: string } | { taskId: string }, error: ErrorBody, now: number): Promise<string[]>;
   /** Running tasks (of one runner, or of any when null) become interrupted. Returns them as they were. */

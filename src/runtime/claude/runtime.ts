@@ -22,11 +22,18 @@ export interface ClaudeRuntimeOptions {
   maxLiveAgents: number;
   /** A live agent with no task for this long is closed. */
   idleMs: number;
+  /** How often Claude Code retries a failed model call (its CLAUDE_CODE_MAX_RETRIES). */
+  modelMaxRetries: number;
   logger: LiveAgentOptions['logger'] & { info(obj: object, msg?: string): void };
 }
 
+/** WebSearch runs on Anthropic's side, beyond the sandbox's network policy: only for `open` agents. */
+export function disallowedTools(request: AgentRunRequest): string[] {
+  return request.network === 'open' ? [] : ['WebSearch'];
+}
+
 /** The environment every agent process gets; nothing comes from the server's own environment. */
-export function agentProcessEnv(request: AgentRunRequest): Record<string, string> {
+export function agentProcessEnv(request: AgentRunRequest, modelMaxRetries: number): Record<string, string> {
   return {
     ...request.env,
     HOME: SANDBOX_HOME,
@@ -35,6 +42,7 @@ export function agentProcessEnv(request: AgentRunRequest): Record<string, string
     PATH: '/usr/local/bin:/usr/bin:/bin',
     LANG: 'C.UTF-8',
     ...request.processEnv,
+    CLAUDE_CODE_MAX_RETRIES: String(modelMaxRetries),
     ANTHROPIC_BASE_URL: request.modelEndpoint.baseUrl,
     // Re-read the task token after every call (in the background), so a live agent follows token rotation.
     CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '1',
@@ -114,13 +122,13 @@ export class ClaudeAgentRuntime implements AgentRuntime {
       sandbox: this.options.sandbox,
       handle: request.sandbox,
       executablePath: this.options.executablePath,
-      env: agentProcessEnv(request),
+      env: agentProcessEnv(request, this.options.modelMaxRetries),
       keyHelper: request.modelEndpoint.keyHelper,
       systemPrompt: request.systemPrompt,
       ...(request.outputSchema ? { outputSchema: request.outputSchema } : {}),
       ...(request.model ? { model: request.model } : {}),
       resumeId,
-      disallowedTools: request.disallowedTools,
+      disallowedTools: disallowedTools(request),
       logger: this.options.logger,
     });
     this.agents.set(request.sessionKey, agent);
@@ -130,8 +138,8 @@ export class ClaudeAgentRuntime implements AgentRuntime {
   /** Everything that is fixed for the life of a process: a change means a new process. */
   private fingerprint(request: AgentRunRequest): string {
     return createHash('sha256').update(JSON.stringify([
-      request.sandbox.id, request.systemPrompt, request.outputSchema ?? null, request.model ?? null, request.disallowedTools,
-      request.modelEndpoint.keyHelper, agentProcessEnv(request),
+      request.sandbox.id, request.systemPrompt, request.outputSchema ?? null, request.model ?? null, disallowedTools(request),
+      request.modelEndpoint.keyHelper, agentProcessEnv(request, this.options.modelMaxRetries),
     ])).digest('hex');
   }
 

@@ -22,12 +22,12 @@ import { Kysely, Migrator, sql } from 'kysely';
 import type { Store } from '../../core/ports/store.ts';
 import { NodeSqliteDatabase, NodeSqliteDialect } from './dialect.ts';
 import { appendEvents, eventBounds, readEvents, taskFirstEventSeq, trimEvents } from './events.ts';
-import { abortQueuedTasks, claimTasks, finishTask, interruptRunningTasks } from './lifecycle.ts';
+import { abortQueuedTasks, claimTasks, finishTask, interruptRunningTasks, recordTaskSpend, recordTaskTool } from './lifecycle.ts';
 import { migrationProvider } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 import {
   createSession, deleteSession, findSession, getSessionByKey, listAllSessionKeys, listIdleSessions,
-  listSessions, recordSessionActivity, resetSession, summarizeSession,
+  listSessions, resetSession, summarizeSession,
 } from './sessions.ts';
 import { countRunningTasks, enqueueTask, getTask, listTasks, oldestUnfinishedTask, queuePosition } from './tasks.ts';
 
@@ -95,7 +95,6 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     createSession: (session, limits) => createSession(db, session, limits),
     listSessions: (tenantId, page) => listSessions(db, tenantId, page),
     summarizeSession: (key) => summarizeSession(db, key),
-    recordSessionActivity: (key, change) => recordSessionActivity(db, key, change),
     resetSession: (key, at) => resetSession(db, key, at),
     deleteSession: (key) => deleteSession(db, key),
     listIdleSessions: (before) => listIdleSessions(db, before),
@@ -108,7 +107,9 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     countRunningTasks: () => countRunningTasks(db),
     oldestUnfinishedTask: (sessionKey) => oldestUnfinishedTask(db, sessionKey),
     claimTasks: (runnerId, limit, now) => claimTasks(db, runnerId, limit, now),
-    finishTask: (taskId, runnerId, outcome) => finishTask(db, taskId, runnerId, outcome),
+    recordTaskSpend: (taskId, spend) => recordTaskSpend(db, taskId, spend),
+    recordTaskTool: (taskId, tool) => recordTaskTool(db, taskId, tool),
+    finishTask: (taskId, runnerId, outcome, session) => finishTask(db, taskId, runnerId, outcome, session),
     abortQueuedTasks: (target, error, now) => abortQueuedTasks(db, target, error, now),
     interruptRunningTasks: (runnerId, error, now) => interruptRunningTasks(db, runnerId, error, now),
 

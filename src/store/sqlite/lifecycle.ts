@@ -1,8 +1,8 @@
 /** Moving tasks through their statuses: claim, finish, abort, interrupt. */
 import { sql } from 'kysely';
 import { RunnerError, type ErrorBody } from '../../core/errors.ts';
-import type { TaskOutcome } from '../../core/ports/store.ts';
-import type { Task } from '../../core/model.ts';
+import type { SessionActivity, TaskOutcome } from '../../core/ports/store.ts';
+import { addUsage, emptyUsage, type Task, type TokenUsage } from '../../core/model.ts';
 import { isFinal } from '../../core/task-status.ts';
 import { toJson, toTask, type Db } from './schema.ts';
 
@@ -47,26 +47,73 @@ export async function claimTasks(db: Db, runnerId: string, limit: number, now: n
   });
 }
 
-export async function finishTask(db: Db, taskId: string, runnerId: string, outcome: TaskOutcome): Promise<boolean> {
+export async function finishTask(db: Db, taskId: string, runnerId: string, outcome: TaskOutcome, activity: SessionActivity): Promise<boolean> {
   if (!isFinal(outcome.status)) {
     throw new RunnerError('INTERNAL', `finishTask needs a final status, not ${String(outcome.status)}.`);
   }
-  const result = await db.updateTable('tasks')
-    .set({
-      status: outcome.status,
-      finished_at: outcome.finishedAt,
-      cost_usd: outcome.costUsd,
-      duration_ms: outcome.durationMs,
-      tools: JSON.stringify(outcome.tools),
-      output: toJson(outcome.output),
-      error: toJson(outcome.error),
-      resumed: outcome.resumed ? 1 : 0,
-      usage: toJson(outcome.usage),
-      sealed_env: null,
-    })
-    .where('id', '=', taskId).where('status', '=', 'running').where('runner_id', '=', runnerId)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) > 0;
+  return db.transaction().execute(async (trx) => {
+    const row = await trx.selectFrom('tasks').select(['session_key', 'status', 'runner_id', 'cost_usd'])
+      .where('id', '=', taskId).executeTakeFirst();
+    if (!row) return false;
+    const ours = row.status === 'running' && row.runner_id === runnerId;
+    // Queued, or running for another runner: not this runner's to end, nor to count.
+    if (!ours && !isFinal(row.status)) return false;
+    // The calls were counted one by one as they ended; only what none of them recorded is added now.
+    const unrecorded = Math.max(0, outcome.costUsd - (row.cost_usd ?? 0));
+    await trx.updateTable('sessions')
+      .set((eb) => ({
+        total_cost_usd: eb('total_cost_usd', '+', unrecorded),
+        turns: eb('turns', '+', activity.turn ? 1 : 0),
+        last_activity_at: outcome.finishedAt,
+        ...(activity.agentSessionId !== undefined ? { agent_session_id: activity.agentSessionId } : {}),
+      }))
+      .where('key', '=', row.session_key)
+      .execute();
+    if (!ours) {
+      // Ended elsewhere: its status stays, but what it spent is all there.
+      if (unrecorded > 0) await trx.updateTable('tasks').set({ cost_usd: outcome.costUsd, usage: toJson(outcome.usage) }).where('id', '=', taskId).execute();
+      return false;
+    }
+    await trx.updateTable('tasks')
+      .set({
+        status: outcome.status,
+        finished_at: outcome.finishedAt,
+        cost_usd: outcome.costUsd,
+        duration_ms: outcome.durationMs,
+        tools: JSON.stringify(outcome.tools),
+        output: toJson(outcome.output),
+        error: toJson(outcome.error),
+        resumed: outcome.resumed ? 1 : 0,
+        usage: toJson(outcome.usage),
+        sealed_env: null,
+      })
+      .where('id', '=', taskId)
+      .execute();
+    return true;
+  });
+}
+
+export async function recordTaskSpend(db: Db, taskId: string, spend: { costUsd: number; usage: TokenUsage }): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const row = await trx.selectFrom('tasks').select(['session_key', 'cost_usd', 'usage'])
+      .where('id', '=', taskId).where('status', '=', 'running').executeTakeFirst();
+    if (!row) return;
+    const usage = addUsage(row.usage ? (JSON.parse(row.usage) as TokenUsage) : emptyUsage(), spend.usage);
+    await trx.updateTable('tasks').set({ cost_usd: (row.cost_usd ?? 0) + spend.costUsd, usage: JSON.stringify(usage) })
+      .where('id', '=', taskId).execute();
+    await trx.updateTable('sessions').set((eb) => ({ total_cost_usd: eb('total_cost_usd', '+', spend.costUsd) }))
+      .where('key', '=', row.session_key).execute();
+  });
+}
+
+export async function recordTaskTool(db: Db, taskId: string, tool: string): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const row = await trx.selectFrom('tasks').select('tools').where('id', '=', taskId).where('status', '=', 'running').executeTakeFirst();
+    if (!row) return;
+    const tools = JSON.parse(row.tools) as string[];
+    if (tools.includes(tool)) return;
+    await trx.updateTable('tasks').set({ tools: JSON.stringify([...tools, tool]) }).where('id', '=', taskId).execute();
+  });
 }
 
 export async function abortQueuedTasks(

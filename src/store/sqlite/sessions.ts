@@ -66,20 +66,6 @@ export async function summarizeSession(db: Db, key: string): Promise<SessionSumm
   return row && toSummary({ ...row, queued: row.queued ?? 0, running: row.running ?? 0 });
 }
 
-export async function recordSessionActivity(
-  db: Db, key: string, change: { costUsd: number; turn: boolean; agentSessionId?: string | null; at: number },
-): Promise<void> {
-  await db.updateTable('sessions')
-    .set((eb) => ({
-      total_cost_usd: eb('total_cost_usd', '+', change.costUsd),
-      turns: eb('turns', '+', change.turn ? 1 : 0),
-      last_activity_at: change.at,
-      ...(change.agentSessionId !== undefined ? { agent_session_id: change.agentSessionId } : {}),
-    }))
-    .where('key', '=', key)
-    .execute();
-}
-
 export async function resetSession(db: Db, key: string, at: number): Promise<void> {
   // last_event_seq stays: a reset must never let seqs be reused. total_cost_usd stays too:
   // money spent stays spent, so a reset cannot refill SESSION_BUDGET_USD.

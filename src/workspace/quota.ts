@@ -1,0 +1,78 @@
+/**
+ * The per-session workspace quota (SANDBOX_DISK), measured: what a workspace
+ * takes on disk is the blocks of everything in it (each inode once, symlinks
+ * never followed). A running task is measured every few seconds and stopped
+ * once past the quota; an upload may take only what is left; a session past
+ * its quota runs no task until files are deleted. So the quota can be passed
+ * by at most what the agent writes between two measures, and never for long.
+ *
+ * Owns: measuring workspaces against the quota. Must not touch: the files
+ * themselves (files.ts), tasks or sandboxes (it only answers).
+ */
+import { opendir, lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RunnerError } from '../core/errors.ts';
+
+/** A walk stops counting past this many entries (the quota is long passed by then, or nearly). */
+const MAX_ENTRIES = 2_000_000;
+
+export class WorkspaceQuota {
+  /** 0: no quota. */
+  readonly limitBytes: number;
+
+  constructor(limitBytes: number) {
+    this.limitBytes = limitBytes;
+  }
+
+  /** Bytes the folder takes on disk, counted in 512-byte blocks as the filesystem allocated them. */
+  async usage(dir: string): Promise<number> {
+    const seen = new Set<string>();
+    let bytes = 0;
+    let entries = 0;
+    const walk = async (path: string): Promise<void> => {
+      let folder;
+      try {
+        folder = await opendir(path);
+      } catch {
+        return; // gone or swapped meanwhile: the next measure sees it
+      }
+      for await (const entry of folder) {
+        if (++entries > MAX_ENTRIES) return;
+        const full = join(path, entry.name);
+        const info = await lstat(full).catch(() => null);
+        if (!info) continue;
+        const inode = `${info.dev}:${info.ino}`;
+        if (info.nlink > 1 && seen.has(inode)) continue;
+        if (info.nlink > 1) seen.add(inode);
+        bytes += info.blocks * 512;
+        if (info.isDirectory()) await walk(full);
+      }
+    };
+    await walk(dir);
+    return bytes;
+  }
+
+  /** The error a session past its quota gets, or undefined when it is within it (or there is none). */
+  async overLimit(dir: string): Promise<RunnerError | undefined> {
+    if (this.limitBytes <= 0) return undefined;
+    const used = await this.usage(dir);
+    return used > this.limitBytes ? exceeded(used, this.limitBytes) : undefined;
+  }
+
+  /** What an upload may still take (Infinity without a quota); DISK_QUOTA_EXCEEDED when nothing is left. */
+  async remaining(dir: string): Promise<number> {
+    if (this.limitBytes <= 0) return Infinity;
+    const used = await this.usage(dir);
+    if (used >= this.limitBytes) throw exceeded(used, this.limitBytes);
+    return this.limitBytes - used;
+  }
+}
+
+function exceeded(used: number, limit: number): RunnerError {
+  const mib = (n: number): string => (n / 1024 / 1024).toFixed(1);
+  return new RunnerError(
+    'DISK_QUOTA_EXCEEDED',
+    `The session's workspace takes ${mib(used)} MiB of its ${mib(limit)} MiB quota (SANDBOX_DISK): delete files to go on.`,
+    { usedBytes: used, limitBytes: limit },
+  );
+}
