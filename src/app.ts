@@ -26,6 +26,7 @@ import { CappedSandboxDriver } from './sandbox/capped-driver.ts';
 import { DockerSandboxDriver } from './sandbox/docker/driver.ts';
 import { Redactor } from './secrets/redactor.ts';
 import { EnvSealer } from './secrets/sealer.ts';
+import { CrashRecovery } from './sessions/crash-recovery.ts';
 import { SessionService } from './sessions/session-service.ts';
 import { openSqliteStore } from './store/sqlite/index.ts';
 import { TaskCompletions } from './tasks/completions.ts';
@@ -36,6 +37,7 @@ import { TaskExecution } from './tasks/task-execution.ts';
 import { TaskService } from './tasks/task-service.ts';
 import { TemplateCatalog } from './templates/catalog.ts';
 import { WorkspaceFiles } from './workspace/files.ts';
+import { WorkspaceQuota } from './workspace/quota.ts';
 import { SessionDirectories } from './workspace/session-dirs.ts';
 
 const HEALTH_CHECK_CACHE_MS = 3_000;
@@ -122,6 +124,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     executablePath: SANDBOX_CLAUDE_PATH,
     maxLiveAgents: config.limits.maxLiveAgents,
     idleMs: config.agentIdleMs,
+    modelMaxRetries: config.modelMaxRetries,
     logger: logger.child({ component: 'runtime' }),
   });
   const events = new EventLog(store, redactor);
@@ -129,7 +132,8 @@ export async function createRunner(config: Config): Promise<Runner> {
   const announcements = new QueueAnnouncements();
   const endings = new TaskEndings(events, completions, logger.child({ component: 'tasks' }));
   const execution = new TaskExecution({
-    store, events, sandbox, runtime, gateway, templates, dirs, sealer, redactor, completions, endings, announcements, runnerId,
+    store, events, sandbox, runtime, gateway, templates, dirs, quota: new WorkspaceQuota(config.sandbox.diskBytes),
+    sealer, redactor, completions, endings, announcements, runnerId,
     defaults: {
       model: config.model,
       maxTurns: config.maxTurns,
@@ -137,8 +141,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       taskBudgetUsd: config.limits.taskBudgetUsd,
       sessionBudgetUsd: config.limits.sessionBudgetUsd,
       network: config.sandbox.defaultNetwork,
-      modelMaxRetries: config.modelMaxRetries,
-      resourcePollMs: 1000,
+      diskPollMs: 2000,
     },
     logger: logger.child({ component: 'tasks' }),
   });
@@ -216,30 +219,12 @@ export async function createRunner(config: Config): Promise<Runner> {
   });
 
   const timers: NodeJS.Timeout[] = [];
-
-  async function recover(): Promise<void> {
-    // Tasks left running by a crash cost money and may have had side effects: they end as interrupted, never silently re-run.
-    const interrupted = await store.interruptRunningTasks(null, new RunnerError('TASK_INTERRUPTED').toBody(), Date.now());
-    for (const task of interrupted) {
-      const ended = await store.getTask(task.id);
-      if (ended) await endings.ended(ended);
-    }
-    if (interrupted.length > 0) logger.warn({ tasks: interrupted.map((t) => t.id) }, 'tasks interrupted by the last shutdown or crash');
-    const orphanFolders = await sessions.removeOrphanFolders();
-    if (orphanFolders.length > 0) logger.info({ sessions: orphanFolders }, 'folders of deleted sessions removed');
-    try {
-      await sandbox.check();
-      const { removed, stopped } = await sessions.reconcileSandboxes();
-      if (removed.length + stopped.length > 0) logger.info({ removed, stopped }, 'sandboxes reconciled');
-    } catch (error) {
-      logger.error({ err: error }, 'the sandbox backend is not ready: tasks will fail until it is');
-    }
-  }
+  const recovery = new CrashRecovery({ store, endings, sandbox, dirs, logger: logger.child({ component: 'recovery' }) });
 
   return {
     config, runnerId, logger, store, http, tasks, sessions, events,
     async start() {
-      await recover();
+      await recovery.run();
       scheduler.poke();
       timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
         config.idleSweepMs));

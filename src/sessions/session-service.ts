@@ -2,7 +2,7 @@
  * Session lifecycle: created on a first task (bound to one agent template,
  * with a fresh copy of it as workspace), listed, reset to a fresh copy with
  * its memory forgotten, deleted with everything it had. Idle sessions have
- * their sandbox stopped; at start-up, what a crash left behind is reconciled.
+ * their sandbox stopped. (What a crash left behind: crash-recovery.ts.)
  *
  * Owns: sessions and their folders. Must not touch: HTTP, Docker or SQL
  * directly (ports only). Tasks of a session are stopped through `stopTasks`,
@@ -196,38 +196,6 @@ export class SessionService {
       this.deps.logger.info({ sessionKey: session.key }, 'idle session sandbox stopped');
     }
     return stopped;
-  }
-
-  /**
-   * After a crash: sandboxes of sessions that no longer exist are removed;
-   * the others are stopped, because an agent process left running inside
-   * would go on spending and writing (the next task starts them again).
-   */
-  async reconcileSandboxes(): Promise<{ removed: string[]; stopped: string[] }> {
-    const known = new Set(await this.deps.store.listAllSessionKeys());
-    const removed: string[] = [];
-    const stopped: string[] = [];
-    for (const sandbox of await this.deps.sandbox.list()) {
-      if (!known.has(sandbox.sessionKey)) {
-        await this.deps.sandbox.remove(sandbox.sessionKey);
-        removed.push(sandbox.sessionKey);
-      } else if (sandbox.running) {
-        await this.deps.sandbox.stop(sandbox.sessionKey);
-        stopped.push(sandbox.sessionKey);
-      }
-    }
-    return { removed, stopped };
-  }
-
-  /**
-   * At start-up, before any session is created: folders of sessions that no
-   * longer exist (a delete cut short by a crash) are removed.
-   */
-  async removeOrphanFolders(): Promise<string[]> {
-    const known = new Set(await this.deps.store.listAllSessionKeys());
-    const orphans = (await this.deps.dirs.listKeys()).filter((key) => !known.has(key));
-    for (const key of orphans) await this.deps.dirs.remove(key);
-    return orphans;
   }
 
   private async teardown(sessionKey: string, why: 'reset' | 'delete'): Promise<void> {

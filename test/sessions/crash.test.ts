@@ -94,6 +94,19 @@ describe('crash recovery', () => {
     assert.equal(interrupted.status, 'interrupted');
     assert.equal(interrupted.error.code, 'TASK_INTERRUPTED');
     assert.equal(interrupted.startedAt, startedAt, 'not started again');
+    // Money is never lost: the model call it made before the kill, and the tool it ran, were stored as they happened.
+    const spent = readDb(dbFile, (db) => (db.prepare("SELECT data FROM events WHERE task_id = ? AND type = 'usage'").all(slow.body.taskId) as Array<{ data: string }>)
+      .reduce((sum, row) => sum + (JSON.parse(row.data) as { costUsd: number }).costUsd, 0));
+    assert.ok(spent > 0, 'the slow task made a metered model call');
+    assert.ok(Math.abs(interrupted.cost - spent) < 1e-12, `cost ${interrupted.cost} = metered ${spent}`);
+    assert.deepEqual(interrupted.tools, ['Bash']);
+    assert.ok(interrupted.usage.inputTokens > 0, JSON.stringify(interrupted.usage));
+    for (const taskId of queued) await waitFinal(api, taskId);
+    const victim = (await api('/session/victim')).body;
+    const everyTask = (await api('/session/victim/tasks')).body.tasks as Array<{ cost: number }>;
+    const sum = everyTask.reduce((total, task) => total + task.cost, 0);
+    assert.equal(everyTask.length, 4);
+    assert.ok(Math.abs(victim.totalCost - sum) < 1e-9, `session total ${victim.totalCost} = its tasks' ${sum}, the interrupted one's included`);
     for (const taskId of queued) {
       const final = await waitFinal(api, taskId);
       assert.equal(final.status, 'succeeded', JSON.stringify(final));

@@ -1,0 +1,95 @@
+/**
+ * What a crash (or kill -9) left behind, put right at start-up, before the
+ * scheduler claims anything:
+ *  - tasks left running end as `interrupted` (they cost money and may have
+ *    had side effects: never re-run silently), told like any other end; what
+ *    they spent and the tools they used were stored as they happened;
+ *  - folders of sessions that no longer exist (a delete cut short) are removed;
+ *  - sandboxes of sessions that no longer exist are removed, the others
+ *    stopped: an agent process left running inside would go on spending and
+ *    writing (the next task starts them again).
+ *
+ * Owns: start-up reconciliation. Must not touch: HTTP; the store, sandboxes
+ * and folders only through their ports.
+ */
+import { RunnerError } from '../core/errors.ts';
+import type { SandboxDriver } from '../core/ports/sandbox.ts';
+import type { Store } from '../core/ports/store.ts';
+import type { TaskEndings } from '../tasks/task-endings.ts';
+import type { SessionDirectories } from '../workspace/session-dirs.ts';
+
+export interface CrashRecoveryDeps {
+  store: Store;
+  endings: TaskEndings;
+  sandbox: SandboxDriver;
+  dirs: SessionDirectories;
+  logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
+}
+
+export interface RecoveryReport {
+  interruptedTasks: string[];
+  removedFolders: string[];
+  removedSandboxes: string[];
+  stoppedSandboxes: string[];
+  /** Set when the sandbox backend could not be reached: its part is left for later. */
+  sandboxError?: string;
+}
+
+export class CrashRecovery {
+  private readonly deps: CrashRecoveryDeps;
+
+  constructor(deps: CrashRecoveryDeps) {
+    this.deps = deps;
+  }
+
+  async run(): Promise<RecoveryReport> {
+    const { logger } = this.deps;
+    const report: RecoveryReport = { interruptedTasks: await this.interruptTasks(), removedFolders: await this.removeOrphanFolders(), removedSandboxes: [], stoppedSandboxes: [] };
+    if (report.interruptedTasks.length > 0) logger.warn({ tasks: report.interruptedTasks }, 'tasks interrupted by the last shutdown or crash');
+    if (report.removedFolders.length > 0) logger.info({ sessions: report.removedFolders }, 'folders of deleted sessions removed');
+    try {
+      await this.deps.sandbox.check();
+      Object.assign(report, await this.reconcileSandboxes());
+      if (report.removedSandboxes.length + report.stoppedSandboxes.length > 0) {
+        logger.info({ removed: report.removedSandboxes, stopped: report.stoppedSandboxes }, 'sandboxes reconciled');
+      }
+    } catch (error) {
+      report.sandboxError = error instanceof RunnerError ? error.code : 'unavailable';
+      logger.error({ err: error }, 'the sandbox backend is not ready: tasks will fail until it is');
+    }
+    return report;
+  }
+
+  private async interruptTasks(): Promise<string[]> {
+    const { store, endings } = this.deps;
+    const interrupted = await store.interruptRunningTasks(null, new RunnerError('TASK_INTERRUPTED').toBody(), Date.now());
+    for (const task of interrupted) {
+      const ended = await store.getTask(task.id);
+      if (ended) await endings.ended(ended);
+    }
+    return interrupted.map((task) => task.id);
+  }
+
+  private async removeOrphanFolders(): Promise<string[]> {
+    const known = new Set(await this.deps.store.listAllSessionKeys());
+    const orphans = (await this.deps.dirs.listKeys()).filter((key) => !known.has(key));
+    for (const key of orphans) await this.deps.dirs.remove(key);
+    return orphans;
+  }
+
+  private async reconcileSandboxes(): Promise<{ removedSandboxes: string[]; stoppedSandboxes: string[] }> {
+    const known = new Set(await this.deps.store.listAllSessionKeys());
+    const removedSandboxes: string[] = [];
+    const stoppedSandboxes: string[] = [];
+    for (const sandbox of await this.deps.sandbox.list()) {
+      if (!known.has(sandbox.sessionKey)) {
+        await this.deps.sandbox.remove(sandbox.sessionKey);
+        removedSandboxes.push(sandbox.sessionKey);
+      } else if (sandbox.running) {
+        await this.deps.sandbox.stop(sandbox.sessionKey);
+        stoppedSandboxes.push(sandbox.sessionKey);
+      }
+    }
+    return { removedSandboxes, stoppedSandboxes };
+  }
+}
