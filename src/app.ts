@@ -108,6 +108,8 @@ export async function createRunner(config: Config): Promise<Runner> {
     maxRunning: config.limits.maxRunningSandboxes,
     isBusy: (sessionKey): boolean => execution.runningTaskOf(sessionKey) !== undefined,
     beforeStop: (sessionKey) => runtime.release(sessionKey),
+    // A gateway socket lives exactly as long as its sandbox (descriptors do not pile up over sessions).
+    afterStop: (sessionKey) => gateway.detachSession(sessionKey),
     logger: logger.child({ component: 'sandbox' }),
   });
   const deniedLocalPorts = [config.port];
@@ -151,7 +153,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     execution, logger,
   });
   const sessions = new SessionService({
-    store, events, sandbox, runtime, gateway, templates, dirs,
+    store, events, sandbox, runtime, templates, dirs,
     // `tasks` is built below; reset and delete call this only once requests flow.
     stopTasks: async (sessionKey) => {
       await tasks.abortSessionByKey(sessionKey, new RunnerError('TASK_ABORTED', 'The session was reset or deleted.'));

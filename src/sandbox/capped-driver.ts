@@ -14,7 +14,7 @@
  */
 import { RunnerError } from '../core/errors.ts';
 import type {
-  ExecOptions, ResourceCounters, SandboxDriver, SandboxHandle, SandboxInfo, SandboxProcess, SandboxSpec,
+  ExecOptions, ResourceCounters, SandboxDriver, SandboxEvent, SandboxHandle, SandboxInfo, SandboxProcess, SandboxSpec,
 } from '../core/ports/sandbox.ts';
 
 export interface SandboxCapOptions {
@@ -24,6 +24,12 @@ export interface SandboxCapOptions {
   isBusy(sessionKey: string): boolean;
   /** Runs before an idle sandbox is stopped to make room (e.g. ends its live agent). */
   beforeStop(sessionKey: string): Promise<void>;
+  /**
+   * Runs after any sandbox was stopped or removed, whoever asked (the cap, a
+   * failed task, the idle sweep, a reset): what lives only as long as the
+   * sandbox (its gateway socket) goes with it.
+   */
+  afterStop?(sessionKey: string): Promise<void>;
   /** How long ensure() waits when every running sandbox is busy (default 60 s). */
   waitMs?: number;
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
@@ -125,6 +131,7 @@ export class CappedSandboxDriver implements SandboxDriver {
       this.options.logger.info({ sessionKey: victim, for: sessionKey, maxRunning: max }, 'sandbox cap reached: stopping the least recently used idle sandbox');
       await this.options.beforeStop(victim);
       await this.inner.stop(victim);
+      await this.options.afterStop?.(victim);
     }
     this.starting.add(sessionKey);
     return 'slot';
@@ -149,13 +156,19 @@ export class CappedSandboxDriver implements SandboxDriver {
     return this.inner.resourceCounters(handle);
   }
 
-  stop(sessionKey: string): Promise<void> {
-    return this.inner.stop(sessionKey);
+  watch(handle: SandboxHandle, listener: (event: SandboxEvent) => void): () => void {
+    return this.inner.watch(handle, listener);
+  }
+
+  async stop(sessionKey: string): Promise<void> {
+    await this.inner.stop(sessionKey);
+    await this.options.afterStop?.(sessionKey);
   }
 
   async remove(sessionKey: string): Promise<void> {
     this.lastUsed.delete(sessionKey);
     await this.inner.remove(sessionKey);
+    await this.options.afterStop?.(sessionKey);
   }
 
   list(): Promise<SandboxInfo[]> {

@@ -12,7 +12,6 @@ import { RunnerError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { isValidPublicId, type Page, type Session, type SessionSummary } from '../core/model.ts';
 import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
-import type { ModelGateway } from '../core/ports/model-gateway.ts';
 import type { SandboxDriver } from '../core/ports/sandbox.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
@@ -25,7 +24,6 @@ export interface SessionServiceDeps {
   events: EventLog;
   sandbox: SandboxDriver;
   runtime: AgentRuntime;
-  gateway: ModelGateway;
   templates: TemplateCatalog;
   dirs: SessionDirectories;
   /** Ends the session's queued tasks and stops its running one (the task service's). */
@@ -139,7 +137,7 @@ export class SessionService {
   private async resetNow(tenantId: string, sessionId: string): Promise<Session> {
     const session = await this.get(tenantId, sessionId);
     await this.deps.stopTasks(session.key);
-    await this.teardown(session.key, 'reset');
+    await this.teardown(session.key);
     const template = this.deps.templates.get(session.agent);
     await this.deps.dirs.reset(session.key, template.dir);
     await this.deps.store.resetSession(session.key, Date.now());
@@ -155,7 +153,7 @@ export class SessionService {
   private async deleteNow(tenantId: string, sessionId: string): Promise<void> {
     const session = await this.get(tenantId, sessionId);
     await this.deps.stopTasks(session.key);
-    await this.teardown(session.key, 'delete');
+    await this.teardown(session.key);
     // Rows before folders: a crash in between leaves folders without a session, which start-up removes.
     await this.deps.store.deleteSession(session.key);
     this.deps.events.closeSession(session.key);
@@ -182,13 +180,12 @@ export class SessionService {
       if (!running.has(session.key)) continue;
       const done = await this.exclusive(session.tenantId, session.id, async () => {
         // Checked again with submits held off: a task queued since the list was read keeps its
-        // sandbox (stopping it, or detaching the gateway, under a starting task would fail that task).
+        // sandbox (stopping it under a starting task would fail that task).
         const current = await this.deps.store.getSessionByKey(session.key);
         if (!current || current.lastActivityAt >= before) return false;
         if (await this.deps.store.oldestUnfinishedTask(session.key)) return false;
         await this.deps.runtime.release(session.key);
         await this.deps.sandbox.stop(session.key);
-        await this.deps.gateway.detachSession(session.key);
         return true;
       });
       if (!done) continue;
@@ -198,10 +195,10 @@ export class SessionService {
     return stopped;
   }
 
-  private async teardown(sessionKey: string, why: 'reset' | 'delete'): Promise<void> {
+  /** The agent and the sandbox go (its gateway socket with it, see CappedSandboxDriver.afterStop). */
+  private async teardown(sessionKey: string): Promise<void> {
     await this.deps.runtime.release(sessionKey);
     await this.deps.sandbox.remove(sessionKey);
-    if (why === 'delete') await this.deps.gateway.detachSession(sessionKey);
   }
 
   private view(summary: SessionSummary): SessionView {
