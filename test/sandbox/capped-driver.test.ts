@@ -31,6 +31,9 @@ class MemoryDriver implements SandboxDriver {
   async resourceCounters() {
     return { oomKills: 0, pidsLimitHits: 0 };
   }
+  watch(): () => void {
+    return () => {};
+  }
   async stop(sessionKey: string): Promise<void> {
     this.running.set(sessionKey, false);
   }

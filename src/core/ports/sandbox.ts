@@ -80,6 +80,9 @@ export interface ResourceCounters {
   pidsLimitHits: number;
 }
 
+/** What the engine reports of a watched sandbox: a limit hit, or its end. */
+export type SandboxEvent = { type: 'oom' } | { type: 'pids_limit' } | { type: 'died'; exitCode: number | null };
+
 export interface SandboxDriver {
   /** Throws SANDBOX_UNAVAILABLE or SANDBOX_IMAGE_MISSING with what to do. */
   check(): Promise<void>;
@@ -90,6 +93,12 @@ export interface SandboxDriver {
   /** Kills every process of the agent user in the sandbox, at once (abort). */
   killAgentProcesses(handle: SandboxHandle): Promise<void>;
   resourceCounters(handle: SandboxHandle): Promise<ResourceCounters>;
+  /**
+   * Calls `listener` when the sandbox hits a limit or dies, as the engine
+   * reports it, from now on (a limit hit before the call is not reported:
+   * compare resourceCounters for that); returns the unsubscribe.
+   */
+  watch(handle: SandboxHandle, listener: (event: SandboxEvent) => void): () => void;
   /** Stops the sandbox but keeps it, to start again on the next task. */
   stop(sessionKey: string): Promise<void>;
   /** Stops and removes the sandbox (not the host folders). */

@@ -2,11 +2,24 @@
  * Docker sandbox driver: implements the SandboxDriver port with dockerode.
  *
  * This folder owns: the session containers of one runner instance (named
- * claude-runner-<sessionKey>, labelled dev.claude-runner.instance=<runnerId>),
- * their one canonical hardened spec (container-spec.ts), processes run in them
- * (exec-process.ts), the mapping of Docker errors to RunnerError (errors.ts),
- * the ownership of the host folders it mounts (host-dirs.ts), and building the
- * sandbox image (image.ts, image/Dockerfile).
+ * claude-runner-<sessionKey>, labelled dev.claude-runner.instance=<runnerId>)
+ * and the network of `open` ones. This file holds their lifecycle: check,
+ * ensure (create / start / recreate when stale), stop, remove, list, exec,
+ * killAgentProcesses, resourceCounters, watch. The rest, by file:
+ *  - options.ts: the driver's options and defaults;
+ *  - engine-check.ts: check()'s engine, image, runtime and `claude` checks;
+ *  - container-spec.ts: the one canonical hardened spec;
+ *  - open-network.ts: the network of `open` sandboxes, and isSandboxAddress,
+ *    the API's firewall against their subnets;
+ *  - readiness.ts: the probe that a started sandbox's relay listens;
+ *  - capture.ts: exec-and-capture, for the driver's own short commands;
+ *  - exec-process.ts: the agent's processes, shaped like child processes;
+ *  - cgroup-counters.ts: the OOM-kill and pids-limit counters;
+ *  - engine-events.ts, watch.ts: watch(), from the engine's `oom` and `die`
+ *    events (one stream per driver) and a cheap poll of the pids counter;
+ *  - errors.ts: Docker errors mapped to RunnerError; host-dirs.ts: the
+ *    ownership of the host folders it mounts; image.ts (image/Dockerfile):
+ *    building the sandbox image; index.ts: what the rest of the runner imports.
  *
  * It must not touch: containers or images it did not create (other runner
  * ids, other programs), the Docker socket inside a sandbox (never mounted),
@@ -25,106 +38,43 @@
  *    `kill -s KILL -- -1` as the agent user: every process of that uid dies
  *    (each session runs one agent, so this is the agent and its tools),
  *    repeated until nothing is left, so a fork bomb cannot outrun it.
- *  - An exec still starts when the pids limit is reached (joining a cgroup is
+ *  - An exec can start when the pids limit is reached (joining a cgroup is
  *    not a fork), but it cannot fork: everything the driver runs inside
  *    (kill, readiness and counter reads) is one process, or shell builtins.
- *  - resourceCounters() reads the cgroup's `oom_kill` and pids `max` counters
- *    (host /sys/fs/cgroup when visible, else from inside; see below).
+ *    (runc may still fail to start one then, exit 126: counter reads try
+ *    again, killAgentProcesses ends by restarting the container.)
  */
-import { constants as fsConstants } from 'node:fs';
-import { BlockList, isIPv6 } from 'node:net';
-import { access, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Writable, type Duplex } from 'node:stream';
 import Docker from 'dockerode';
 import { RunnerError } from '../../core/errors.ts';
 import type {
-  ExecOptions,
-  ResourceCounters,
-  SandboxDriver,
-  SandboxHandle,
-  SandboxInfo,
-  SandboxProcess,
-  SandboxSpec,
+  ExecOptions, ResourceCounters, SandboxDriver, SandboxEvent, SandboxHandle, SandboxInfo, SandboxProcess, SandboxSpec,
 } from '../../core/ports/sandbox.ts';
+import { capture, type CaptureRequest, type CaptureResult } from './capture.ts';
+import { CgroupCounters } from './cgroup-counters.ts';
 import {
-  AGENT_GID,
-  AGENT_UID,
-  ICC_OPTION,
-  LABELS,
-  OPEN_NETWORK,
-  RELAY_GID,
-  RELAY_PORT,
-  RELAY_UID,
-  SANDBOX_WORKSPACE,
-  buildContainerSpec,
-  containerName,
-  isValidSessionKey,
-  openNetworkCreateOptions,
-  type ContainerConfig,
-  type SandboxLimits,
+  AGENT_GID, AGENT_UID, LABELS, OPEN_NETWORK, RELAY_GID, RELAY_UID, SANDBOX_WORKSPACE,
+  buildContainerSpec, containerName, isValidSessionKey, type ContainerConfig,
 } from './container-spec.ts';
-import { imageMissingMessage, isConflict, isMissingNetwork, isNotFound, isNotModified, toRunnerError, unavailableMessage } from './errors.ts';
+import { checkEngine } from './engine-check.ts';
+import { EngineEvents } from './engine-events.ts';
+import { imageMissingMessage, isConflict, isMissingNetwork, isNotFound, isNotModified, toRunnerError } from './errors.ts';
 import { DockerExecProcess, type SandboxLogger } from './exec-process.ts';
-import { canChown, prepareAgentDir, prepareGatewayDir } from './host-dirs.ts';
+import { prepareHostDirs } from './host-dirs.ts';
+import { OpenNetwork } from './open-network.ts';
+import { DEFAULT_IMAGE, silentLogger, type DockerSandboxDriverOptions } from './options.ts';
+import { waitReady } from './readiness.ts';
+import { SandboxWatchers } from './watch.ts';
 
 export type { SandboxLogger } from './exec-process.ts';
 export type { SandboxLimits } from './container-spec.ts';
-
-export interface DockerSandboxDriverOptions {
-  /** A dockerode instance, or options to create one (default: the local socket / DOCKER_HOST). */
-  docker?: Docker | Docker.DockerOptions;
-  /** This runner instance: its containers carry the label dev.claude-runner.instance=<runnerId>. Keep it stable across restarts. */
-  runnerId: string;
-  /** Sandbox image (default claude-runner-sandbox:latest). */
-  image?: string;
-  /** Host path of the `claude` executable; mounted read-only at SANDBOX_CLAUDE_PATH. */
-  claudeExecutablePath: string;
-  limits: SandboxLimits;
-  /** OCI runtime name (e.g. 'runsc' for gVisor); the engine's default when absent. */
-  runtime?: string;
-  /** "uid:gid" that exec'd processes run as (default AGENT_UID:AGENT_GID). */
-  agentUser?: string;
-  /** "uid:gid" of the relay, the container's main process (default RELAY_UID:RELAY_GID). */
-  relayUser?: string;
-  /** The Docker network of `open` sandboxes, created when missing (default OPEN_NETWORK). */
-  openNetwork?: string;
-  logger?: SandboxLogger;
-  /** How long ensure() waits for the relay to listen (default 10 s). */
-  readyTimeoutMs?: number;
-  /**
-   * Where resourceCounters() reads the cgroup counters: 'auto' (default) reads
-   * the host's /sys/fs/cgroup when this process sees the Docker host's /proc,
-   * else from inside the sandbox; 'sandbox' always reads from inside.
-   */
-  countersFrom?: 'auto' | 'sandbox';
-}
-
-export const DEFAULT_IMAGE = 'claude-runner-sandbox:latest';
-
-const silentLogger: SandboxLogger = { debug() {}, info() {}, warn() {}, error() {} };
+export { parseCounterFiles } from './cgroup-counters.ts';
+export { DEFAULT_IMAGE, type DockerSandboxDriverOptions } from './options.ts';
 
 /** Kills every process of the calling uid (the shell's builtin kill is not killed by kill -1). */
 const KILL_ALL_SCRIPT = 'n=0; while kill -s KILL -- -1 2>/dev/null && [ "$n" -lt 50 ]; do n=$((n+1)); done; exit 0';
 /** Signals a process group and its leader ($1 = signal name without SIG, $2 = pid). */
 const SIGNAL_GROUP_SCRIPT = 'kill -s "$1" -- "-$2" "$2" 2>/dev/null; exit 0';
-/**
- * The cgroup counter files the sandbox may see (v1 layout, then v2), printed by
- * one `head` (with "==> file <==" headers): no shell, no fork, so it works
- * even when a fork bomb holds every pid of the sandbox.
- */
-const COUNTER_FILES = [
-  '/sys/fs/cgroup/memory/memory.oom_control',
-  '/sys/fs/cgroup/pids/pids.events',
-  '/sys/fs/cgroup/memory.events',
-  '/sys/fs/cgroup/pids.events',
-];
-
-interface CaptureResult {
-  exitCode: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 export class DockerSandboxDriver implements SandboxDriver {
   readonly docker: Docker;
@@ -141,15 +91,12 @@ export class DockerSandboxDriver implements SandboxDriver {
   #queues = new Map<string, Promise<unknown>>();
   /** In-flight ensure per session, shared by concurrent callers. */
   #ensures = new Map<string, Promise<SandboxHandle>>();
-  #warnedNoChown = false;
-  #countersFrom: 'auto' | 'sandbox';
-  /** Subnets of the open network, known before any `open` sandbox starts (kept if it is made again with others). */
-  #openNetworks = new BlockList();
-  /** The host's own addresses on that network (its gateways): the host itself may connect from them. */
-  #openGateways = new Set<string>();
-  #openNetworksLoaded = false;
-  /** The one load of the open network in flight (concurrent ensures share it). */
-  #openNetworkLoading: Promise<void> | null = null;
+  #hostDirs = { warnedNoChown: false };
+  #network: OpenNetwork;
+  #counters: CgroupCounters;
+  #watchers: SandboxWatchers;
+  /** Runs one of the driver's own short commands in a container (capture.ts). */
+  #capture = (request: CaptureRequest): Promise<CaptureResult> => capture(this.docker, request);
 
   constructor(options: DockerSandboxDriverOptions) {
     if (!options.runnerId || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(options.runnerId)) {
@@ -163,85 +110,21 @@ export class DockerSandboxDriver implements SandboxDriver {
     this.openNetwork = options.openNetwork ?? OPEN_NETWORK;
     this.#logger = options.logger ?? silentLogger;
     this.#readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
-    this.#countersFrom = options.countersFrom ?? 'auto';
     const [uid, gid] = this.agentUser.split(':').map(Number);
     this.#agentOwner = { uid: uid ?? AGENT_UID, gid: gid ?? uid ?? AGENT_GID };
-    this.#config = {
-      runnerId: options.runnerId,
-      image: this.image,
-      claudeExecutablePath: options.claudeExecutablePath,
-      limits: options.limits,
-      runtime: options.runtime,
-      relayUser: this.relayUser,
-      openNetwork: this.openNetwork,
-    };
-  }
-
-  /**
-   * True for an address on the Docker network of `open` sandboxes. The runner
-   * refuses connections from there to its API: an `open` sandbox reaches every
-   * address of the host (its gateway, 172.17.0.1, ...), so a listen on 0.0.0.0
-   * would otherwise be one hop away. Known from check() when the network
-   * exists, else from the first `open` sandbox on (none runs before).
-   */
-  isSandboxAddress(address: string | undefined): boolean {
-    if (!address || !this.#openNetworksLoaded) return false;
-    const plain = address.toLowerCase().startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-    // Sandboxes cannot forge the gateway's address: they have no CAP_NET_RAW.
-    if (this.#openGateways.has(plain)) return false;
-    return this.#openNetworks.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
-  }
-
-  /** Makes sure the open network exists and its subnets are known; again (reload) after it went missing. */
-  #openNetworkReady(sessionKey: string, reload = false): Promise<void> {
-    if (this.#openNetworksLoaded && !reload) return Promise.resolve();
-    this.#openNetworkLoading ??= this.#loadOpenNetwork(sessionKey, true).finally(() => {
-      this.#openNetworkLoading = null;
+    const { claudeExecutablePath, limits, runtime } = options;
+    this.#config = { runnerId: this.runnerId, image: this.image, claudeExecutablePath, limits, runtime, relayUser: this.relayUser, openNetwork: this.openNetwork };
+    const toError = (error: unknown, action: string, sessionKey?: string) => this.#error(error, action, sessionKey);
+    this.#network = new OpenNetwork({ docker: this.docker, name: this.openNetwork, runnerId: this.runnerId, logger: this.#logger, toError });
+    this.#counters = new CgroupCounters({
+      docker: this.docker, capture: this.#capture, agentUser: this.agentUser, countersFrom: options.countersFrom ?? 'auto', toError,
     });
-    return this.#openNetworkLoading;
+    this.#watchers = new SandboxWatchers({ events: new EngineEvents(this.docker, this.runnerId, this.#logger), counters: this.#counters, logger: this.#logger });
   }
 
-  /** Inspects (and with `create`, creates when missing) the open network, and learns its subnets. */
-  async #loadOpenNetwork(sessionKey: string | undefined, create: boolean): Promise<void> {
-    const name = this.openNetwork;
-    const inspect = () => this.docker.getNetwork(name).inspect() as Promise<Docker.NetworkInspectInfo>;
-    let info: Docker.NetworkInspectInfo;
-    try {
-      info = await inspect();
-    } catch (error) {
-      if (!isNotFound(error)) throw this.#error(error, `inspect the Docker network "${name}"`, sessionKey);
-      if (!create) return;
-      try {
-        await this.docker.createNetwork(openNetworkCreateOptions(name, this.runnerId));
-        this.#logger.info({ network: name }, 'sandbox: created the Docker network of open sandboxes');
-      } catch (createError) {
-        // a conflict: another runner created it meanwhile, use theirs
-        if (!isConflict(createError)) throw this.#error(createError, `create the Docker network "${name}"`, sessionKey);
-      }
-      try {
-        info = await inspect();
-      } catch (inspectError) {
-        throw this.#error(inspectError, `inspect the Docker network "${name}"`, sessionKey);
-      }
-    }
-    // Fail closed: a network of that name made otherwise could let sandboxes of different sessions talk.
-    if (info.Driver !== 'bridge' || info.Options?.[ICC_OPTION] !== 'false') {
-      throw new RunnerError(
-        'SANDBOX_UNAVAILABLE',
-        `The Docker network "${name}" exists but is not a bridge with ${ICC_OPTION}=false, so open sandboxes could reach each other: remove it (docker network rm ${name}) and the runner creates it.`,
-      );
-    }
-    const configs = info.IPAM?.Config ?? [];
-    const subnets = configs.map((c) => c.Subnet).filter((s): s is string => Boolean(s));
-    // Fail closed: an open sandbox whose addresses the runner cannot tell apart could reach its API.
-    if (subnets.length === 0) throw new RunnerError('SANDBOX_UNAVAILABLE', `The Docker network "${name}" has no subnet: open sandboxes cannot be told apart.`);
-    this.#openGateways = new Set(configs.map((c) => c.Gateway).filter((g): g is string => Boolean(g)));
-    for (const subnet of subnets) {
-      const [network, prefix] = subnet.split('/');
-      this.#openNetworks.addSubnet(network!, Number(prefix), isIPv6(network!) ? 'ipv6' : 'ipv4');
-    }
-    this.#openNetworksLoaded = true;
-    this.#logger.info({ network: name, subnets }, 'sandbox: connections from open sandboxes to the runner are refused');
+  /** True for an address on the network of `open` sandboxes: the API refuses it (open-network.ts). */
+  isSandboxAddress(address: string | undefined): boolean {
+    return this.#network.isSandboxAddress(address);
   }
 
   /** The create options ensure() would use for this spec (for tests and readers). */
@@ -259,42 +142,14 @@ export class DockerSandboxDriver implements SandboxDriver {
   }
 
   async check(): Promise<void> {
-    try {
-      const ping = this.docker.ping as unknown as (options: { abortSignal: AbortSignal }) => Promise<unknown>;
-      await ping.call(this.docker, { abortSignal: AbortSignal.timeout(5000) });
-    } catch (error) {
-      const detail = (error as { code?: string }).code ?? (error as Error).message;
-      throw new RunnerError('SANDBOX_UNAVAILABLE', unavailableMessage(detail, this.#socketPath()));
-    }
-    try {
-      await this.docker.getImage(this.image).inspect();
-    } catch (error) {
-      if (isNotFound(error)) throw new RunnerError('SANDBOX_IMAGE_MISSING', imageMissingMessage(this.image));
-      throw this.#error(error, 'inspect the sandbox image');
-    }
-    if (this.#config.runtime) {
-      const info = (await this.docker.info().catch((error: unknown) => { throw this.#error(error, 'read the engine info'); })) as { Runtimes?: Record<string, unknown> };
-      if (!info.Runtimes || !(this.#config.runtime in info.Runtimes)) {
-        throw new RunnerError(
-          'SANDBOX_UNAVAILABLE',
-          `The container runtime "${this.#config.runtime}" is not configured in the Docker engine (has: ${Object.keys(info.Runtimes ?? {}).join(', ')}). Install it and register it in /etc/docker/daemon.json, or unset the runtime.` +
-            // gVisor refuses connections to host unix sockets by default, and the relay must reach the gateway's.
-            (this.#config.runtime === 'runsc' ? ' For gVisor: `runsc install -- --host-uds=open` (add --network=none where runsc refuses Docker\'s network namespace: sandboxes under the none and allowlist policies need no network), then reload dockerd (the sandbox reaches the model gateway through a host unix socket).' : ''),
-        );
-      }
-    }
-    try {
-      await access(this.#config.claudeExecutablePath, fsConstants.R_OK);
-    } catch {
-      throw new RunnerError(
-        'SANDBOX_UNAVAILABLE',
-        `The claude executable ${this.#config.claudeExecutablePath} is missing: run \`npm install\` (it comes with @anthropic-ai/claude-agent-sdk).`,
-      );
-    }
+    await checkEngine({
+      docker: this.docker, image: this.image, runtime: this.#config.runtime, claudeExecutablePath: this.#config.claudeExecutablePath,
+      socketPath: this.#socketPath(), toError: (error, action) => this.#error(error, action),
+    });
     // Open sandboxes of an earlier run, or of another runner on this engine, may be there
     // already: refuse their connections from the start (ensure() fails closed on a bad network).
-    if (!this.#openNetworksLoaded) {
-      await this.#loadOpenNetwork(undefined, false).catch((error: unknown) => {
+    if (!this.#network.loaded) {
+      await this.#network.load(undefined, false).catch((error: unknown) => {
         this.#logger.warn({ network: this.openNetwork, err: (error as Error).message }, 'sandbox: the network of open sandboxes is not usable');
       });
     }
@@ -335,26 +190,11 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
-  async #prepareHostDirs(spec: SandboxSpec): Promise<void> {
-    for (const dir of [spec.workspaceDir, spec.homeDir]) {
-      const changed = await prepareAgentDir(dir, this.#agentOwner);
-      if (changed > 0) this.#logger.info({ sessionKey: spec.sessionKey, dir, changed }, 'sandbox: handed folder to the agent user');
-    }
-    await prepareGatewayDir(spec.gatewaySocketDir);
-    if (!canChown() && !this.#warnedNoChown) {
-      this.#warnedNoChown = true;
-      this.#logger.warn(
-        { uid: process.getuid?.(), agentUser: this.agentUser },
-        'sandbox: not running as root, host folders keep their owner; the agent user must be able to write them',
-      );
-    }
-  }
-
   async #ensure(spec: SandboxSpec): Promise<SandboxHandle> {
     const log = { sessionKey: spec.sessionKey };
     const open = spec.network === 'open';
-    if (open) await this.#openNetworkReady(spec.sessionKey);
-    await this.#prepareHostDirs(spec);
+    if (open) await this.#network.ready(spec.sessionKey);
+    await prepareHostDirs(spec, { ...this.#agentOwner, user: this.agentUser }, this.#logger, this.#hostDirs);
     const imageId = await this.#imageId();
     const options = buildContainerSpec(this.#config, spec);
     const wantedHash = options.Labels![LABELS.specHash];
@@ -400,7 +240,7 @@ export class DockerSandboxDriver implements SandboxDriver {
         } catch (error) {
           if (isConflict(error) && attempt < 3) continue; // created meanwhile by someone else: look again
           if (open && isMissingNetwork(error) && attempt < 3) {
-            await this.#openNetworkReady(spec.sessionKey, true); // removed since we looked: make it again
+            await this.#network.ready(spec.sessionKey, true); // removed since we looked: make it again
             continue;
           }
           throw this.#error(error, 'create the container', spec.sessionKey);
@@ -413,7 +253,7 @@ export class DockerSandboxDriver implements SandboxDriver {
           // its network was removed: a new container joins the network as it is now
           this.#logger.info(log, 'sandbox: its network is gone, recreating the container');
           await this.#forceRemove(id, spec.sessionKey);
-          await this.#openNetworkReady(spec.sessionKey, true);
+          await this.#network.ready(spec.sessionKey, true);
           continue;
         }
         if (!isNotModified(error)) throw this.#error(error, 'start the container', spec.sessionKey);
@@ -424,44 +264,9 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
-  /** Waits until the relay listens on 127.0.0.1:4100 inside the container. */
-  async #waitReady(id: string, sessionKey: string): Promise<void> {
-    const deadline = Date.now() + this.#readyTimeoutMs;
-    const wanted = `0100007F:${RELAY_PORT.toString(16).toUpperCase().padStart(4, '0')}`;
-    for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
-      const info = await this.docker.getContainer(id).inspect().catch((error: unknown) => {
-        throw this.#error(error, 'inspect the container', sessionKey);
-      });
-      if (!info.State.Running) {
-        const logs = await this.#logsTail(id);
-        throw new RunnerError(
-          'SANDBOX_UNAVAILABLE',
-          `The sandbox of session ${sessionKey} stopped right after starting (exit code ${info.State.ExitCode}${info.State.Error ? `, ${info.State.Error}` : ''})${logs ? `: ${logs}` : ''}`,
-        );
-      }
-      const result = await this.#capture(id, sessionKey, ['cat', '/proc/net/tcp'], this.relayUser, 5000).catch(() => null);
-      if (result?.stdout.split('\n').some((line) => line.includes(` ${wanted} `) && / 0A /.test(line))) return;
-      if (Date.now() > deadline) {
-        throw new RunnerError('SANDBOX_UNAVAILABLE', `The relay of session ${sessionKey} did not start listening on 127.0.0.1:${RELAY_PORT} within ${this.#readyTimeoutMs} ms.`);
-      }
-      await sleep(delay);
-    }
-  }
-
-  async #logsTail(id: string): Promise<string> {
-    try {
-      const buffer = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: 5, follow: false })) as unknown as Buffer;
-      // multiplexed frames: drop the 8-byte headers
-      const parts: string[] = [];
-      for (let offset = 0; offset + 8 <= buffer.length; ) {
-        const size = buffer.readUInt32BE(offset + 4);
-        parts.push(buffer.subarray(offset + 8, offset + 8 + size).toString());
-        offset += 8 + size;
-      }
-      return parts.join('').trim().slice(-1000);
-    } catch {
-      return '';
-    }
+  #waitReady(id: string, sessionKey: string): Promise<void> {
+    const toError = (error: unknown, action: string, key: string) => this.#error(error, action, key);
+    return waitReady({ docker: this.docker, capture: this.#capture, relayUser: this.relayUser, timeoutMs: this.#readyTimeoutMs, toError }, id, sessionKey);
   }
 
   async #forceRemove(name: string, sessionKey: string): Promise<void> {
@@ -496,7 +301,8 @@ export class DockerSandboxDriver implements SandboxDriver {
       onStderr: options.onStderr,
       logger: this.#logger,
       signalGroup: async (pid, signal) => {
-        const result = await this.#capture(handle.id, handle.sessionKey, ['/bin/sh', '-c', SIGNAL_GROUP_SCRIPT, 'sh', signal.replace(/^SIG/, ''), String(pid)], this.agentUser, 10_000);
+        const command = ['/bin/sh', '-c', SIGNAL_GROUP_SCRIPT, 'sh', signal.replace(/^SIG/, ''), String(pid)];
+        const result = await this.#capture({ containerId: handle.id, sessionKey: handle.sessionKey, command, user: this.agentUser, timeoutMs: 10_000 });
         if (result.exitCode !== 0) throw new Error(`kill exited with ${result.exitCode}: ${result.stderr.trim()}`);
       },
       toError: (error, action) => this.#error(error, action, handle.sessionKey),
@@ -506,7 +312,8 @@ export class DockerSandboxDriver implements SandboxDriver {
   async killAgentProcesses(handle: SandboxHandle): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.#capture(handle.id, handle.sessionKey, ['/bin/sh', '-c', KILL_ALL_SCRIPT], this.agentUser, 15_000);
+        const command = ['/bin/sh', '-c', KILL_ALL_SCRIPT];
+        const result = await this.#capture({ containerId: handle.id, sessionKey: handle.sessionKey, command, user: this.agentUser, timeoutMs: 15_000 });
         if (result.exitCode === 0) return;
         throw new Error(`exit code ${result.exitCode}: ${result.stderr.trim()}`);
       } catch (error) {
@@ -531,35 +338,28 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
+  /** OOM kills and pids-limit hits since the container started, from its cgroup (cgroup-counters.ts). */
+  resourceCounters(handle: SandboxHandle): Promise<ResourceCounters> {
+    return this.#counters.read(handle);
+  }
+
   /**
-   * OOM kills and pids-limit hits since the container started. Read from the
-   * container's cgroup: on the host (/proc/<pid>/cgroup of its init, then
-   * /sys/fs/cgroup; works for cgroup v1 and v2, cgroupfs and systemd drivers)
-   * when this process sees the Docker host's /proc, else from inside the
-   * sandbox (an exec as the agent user reading its own read-only cgroup files).
+   * Calls `listener` when the sandbox hits a limit or dies, as the engine
+   * reports it (`oom`, `die`; `pids_limit` from its cgroup counter); returns
+   * the unsubscribe. One engine event stream per driver (watch.ts).
    */
-  async resourceCounters(handle: SandboxHandle): Promise<ResourceCounters> {
-    let info: Docker.ContainerInspectInfo;
-    try {
-      info = await this.docker.getContainer(handle.id).inspect();
-    } catch (error) {
-      throw this.#error(error, 'inspect the container', handle.sessionKey);
-    }
-    const oomFlag = info.State.OOMKilled ? 1 : 0;
-    if (!info.State.Running) return { oomKills: oomFlag, pidsLimitHits: 0 };
-    const fromHost = this.#countersFrom === 'auto' ? await readHostCounters(info.Id, info.State.Pid).catch(() => null) : null;
-    if (fromHost) return { oomKills: Math.max(fromHost.oomKills, oomFlag), pidsLimitHits: fromHost.pidsLimitHits };
-    try {
-      const result = await this.#capture(handle.id, handle.sessionKey, ['head', '-n', '20', ...COUNTER_FILES], this.agentUser, 10_000);
-      const counters = parseCounterFiles(result.stdout);
-      return { oomKills: Math.max(counters.oomKills, oomFlag), pidsLimitHits: counters.pidsLimitHits };
-    } catch (error) {
-      throw this.#error(error, 'read the resource counters', handle.sessionKey);
-    }
+  watch(handle: SandboxHandle, listener: (event: SandboxEvent) => void): () => void {
+    return this.#watchers.watch(handle, listener);
+  }
+
+  /** Ends every watch and closes the engine event stream (a later watch opens it again). */
+  close(): void {
+    this.#watchers.close();
   }
 
   stop(sessionKey: string): Promise<void> {
     this.#ensures.delete(sessionKey);
+    this.#counters.forgetSession(sessionKey);
     return this.#serialize(sessionKey, async () => {
       try {
         // t=0: SIGKILL right away, no grace period (the agent keeps no state in memory that matters)
@@ -574,6 +374,7 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   remove(sessionKey: string): Promise<void> {
     this.#ensures.delete(sessionKey);
+    this.#counters.forgetSession(sessionKey);
     return this.#serialize(sessionKey, async () => {
       await this.#forceRemove(containerName(sessionKey), sessionKey);
       this.#logger.debug({ sessionKey }, 'sandbox: removed');
@@ -593,103 +394,4 @@ export class DockerSandboxDriver implements SandboxDriver {
       throw this.#error(error, 'list the containers');
     }
   }
-
-  /**
-   * Runs a short command in the container and collects its output. Every
-   * Docker call of it (exec create, start, the stream, inspect) shares one
-   * deadline: a stuck engine makes it fail with SANDBOX_UNAVAILABLE, not hang.
-   */
-  #capture(id: string, sessionKey: string, command: string[], user: string, timeoutMs: number): Promise<CaptureResult> {
-    const abort = new AbortController();
-    const abortSignal = abort.signal;
-    let socket: Duplex | null = null;
-    const work = async (): Promise<CaptureResult> => {
-      const exec = await this.docker.getContainer(id).exec({ Cmd: command, User: user, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false, abortSignal });
-      const stream = (await exec.start({ hijack: true, stdin: false, abortSignal })) as Duplex;
-      socket = stream;
-      if (abortSignal.aborted) stream.destroy();
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      const sink = (target: Buffer[]) => new Writable({ write(chunk: Buffer, _e, cb) { target.push(chunk); cb(); } });
-      this.docker.modem.demuxStream(stream, sink(out), sink(err));
-      await new Promise<void>((resolve) => {
-        stream.once('end', resolve);
-        stream.once('close', resolve);
-        stream.once('error', () => resolve());
-      });
-      let exitCode: number | null = null;
-      for (let delay = 2; delay < 1000 && !abortSignal.aborted; delay *= 2) {
-        const info = await exec.inspect({ abortSignal });
-        if (!info.Running) {
-          exitCode = info.ExitCode ?? null;
-          break;
-        }
-        await sleep(delay);
-      }
-      return { exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-    };
-    return new Promise<CaptureResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        abort.abort();
-        (socket as Duplex | null)?.destroy();
-        reject(new RunnerError(
-          'SANDBOX_UNAVAILABLE',
-          `Docker did not run \`${command[0]}\` in the sandbox of session ${sessionKey} within ${timeoutMs} ms: the engine is stuck or overloaded.`,
-          { action: `run ${command[0]} in the sandbox`, timeoutMs },
-        ));
-      }, timeoutMs);
-      work().then(
-        (result) => { clearTimeout(timer); resolve(result); },
-        (error: unknown) => { clearTimeout(timer); reject(error); },
-      );
-    });
-  }
-}
-
-/** Parses `oom_kill N` (memory.oom_control or memory.events) and `max N` (pids.events). */
-export function parseCounterFiles(text: string): ResourceCounters {
-  let oomKills = 0;
-  let pidsLimitHits = 0;
-  let file = '';
-  for (const line of text.split('\n')) {
-    const header = line.match(/^==> (.*) <==$/);
-    if (header) {
-      file = header[1]!;
-      continue;
-    }
-    const [key, value] = line.trim().split(/\s+/);
-    const n = Number(value);
-    if (!Number.isFinite(n)) continue;
-    if (key === 'oom_kill' && /memory\.(oom_control|events)$/.test(file)) oomKills = Math.max(oomKills, n);
-    if (key === 'max' && file.endsWith('pids.events')) pidsLimitHits = Math.max(pidsLimitHits, n);
-  }
-  return { oomKills, pidsLimitHits };
-}
-
-/** Reads the counters from the host's cgroup files; null when this process cannot see them. */
-async function readHostCounters(containerId: string, pid: number): Promise<ResourceCounters | null> {
-  if (!pid || pid <= 0) return null;
-  const cgroups = await readFile(`/proc/${pid}/cgroup`, 'utf8');
-  // Guard: this must be the container's process as seen from the Docker host.
-  if (!cgroups.includes(containerId)) return null;
-  const paths = new Map<string, string>();
-  for (const line of cgroups.trim().split('\n')) {
-    const [, controllers, cgroupPath] = line.match(/^\d+:([^:]*):(.*)$/) ?? [];
-    if (cgroupPath === undefined || controllers === undefined) continue;
-    for (const controller of controllers.split(',')) paths.set(controller, cgroupPath);
-  }
-  const files: string[] = [];
-  const v1Memory = paths.get('memory');
-  const v1Pids = paths.get('pids');
-  if (v1Memory !== undefined && v1Pids !== undefined) {
-    files.push(`/sys/fs/cgroup/memory${v1Memory}/memory.oom_control`, `/sys/fs/cgroup/pids${v1Pids}/pids.events`);
-  } else if (paths.has('')) {
-    const unified = paths.get('')!;
-    files.push(`/sys/fs/cgroup${unified}/memory.events`, `/sys/fs/cgroup${unified}/pids.events`);
-  } else {
-    return null;
-  }
-  let text = '';
-  for (const file of files) text += `==> ${file} <==\n${await readFile(file, 'utf8')}\n`;
-  return parseCounterFiles(text);
 }

@@ -61,3 +61,32 @@ export async function prepareGatewayDir(dir: string): Promise<void> {
 export function canChown(): boolean {
   return isRoot();
 }
+
+export interface HostDirsLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+/**
+ * Prepares a sandbox's workspace, home and gateway folders (sessionKey for the
+ * log); warns once per `state` when they cannot be handed to the agent (not root).
+ */
+export async function prepareHostDirs(
+  dirs: { sessionKey: string; workspaceDir: string; homeDir: string; gatewaySocketDir: string },
+  owner: Owner & { user: string },
+  logger: HostDirsLogger,
+  state: { warnedNoChown: boolean },
+): Promise<void> {
+  for (const dir of [dirs.workspaceDir, dirs.homeDir]) {
+    const changed = await prepareAgentDir(dir, owner);
+    if (changed > 0) logger.info({ sessionKey: dirs.sessionKey, dir, changed }, 'sandbox: handed folder to the agent user');
+  }
+  await prepareGatewayDir(dirs.gatewaySocketDir);
+  if (!canChown() && !state.warnedNoChown) {
+    state.warnedNoChown = true;
+    logger.warn(
+      { uid: process.getuid?.(), agentUser: owner.user },
+      'sandbox: not running as root, host folders keep their owner; the agent user must be able to write them',
+    );
+  }
+}

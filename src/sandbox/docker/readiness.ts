@@ -1,0 +1,63 @@
+/**
+ * The readiness probe: a started sandbox is ready when its relay listens on
+ * 127.0.0.1:RELAY_PORT. Read from /proc/net/tcp by one `cat` as the relay
+ * user (no shell, no fork: it works under a full pids limit), until it shows
+ * the listening socket or the deadline passes. A container that stopped right
+ * after starting fails at once, with the tail of its logs.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
+import { RunnerError } from '../../core/errors.ts';
+import type { Capture } from './capture.ts';
+import { RELAY_PORT } from './container-spec.ts';
+
+export interface ReadinessProbe {
+  docker: Docker;
+  capture: Capture;
+  /** "uid:gid" of the relay: the probe reads /proc/net/tcp as that user. */
+  relayUser: string;
+  timeoutMs: number;
+  /** Maps a Docker error to a RunnerError. */
+  toError(error: unknown, action: string, sessionKey: string): RunnerError;
+}
+
+/** Waits until the relay listens on 127.0.0.1:4100 inside the container. */
+export async function waitReady(probe: ReadinessProbe, id: string, sessionKey: string): Promise<void> {
+  const deadline = Date.now() + probe.timeoutMs;
+  const wanted = `0100007F:${RELAY_PORT.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+    const info = await probe.docker.getContainer(id).inspect().catch((error: unknown) => {
+      throw probe.toError(error, 'inspect the container', sessionKey);
+    });
+    if (!info.State.Running) {
+      const logs = await logsTail(probe.docker, id);
+      throw new RunnerError(
+        'SANDBOX_UNAVAILABLE',
+        `The sandbox of session ${sessionKey} stopped right after starting (exit code ${info.State.ExitCode}${info.State.Error ? `, ${info.State.Error}` : ''})${logs ? `: ${logs}` : ''}`,
+      );
+    }
+    const result = await probe.capture({ containerId: id, sessionKey, command: ['cat', '/proc/net/tcp'], user: probe.relayUser, timeoutMs: 5000 }).catch(() => null);
+    if (result?.stdout.split('\n').some((line) => line.includes(` ${wanted} `) && / 0A /.test(line))) return;
+    if (Date.now() > deadline) {
+      throw new RunnerError('SANDBOX_UNAVAILABLE', `The relay of session ${sessionKey} did not start listening on 127.0.0.1:${RELAY_PORT} within ${probe.timeoutMs} ms.`);
+    }
+    await sleep(delay);
+  }
+}
+
+/** The last lines of the container's output (for an error message); '' when they cannot be read. */
+export async function logsTail(docker: Docker, id: string): Promise<string> {
+  try {
+    const buffer = (await docker.getContainer(id).logs({ stdout: true, stderr: true, tail: 5, follow: false })) as unknown as Buffer;
+    // multiplexed frames: drop the 8-byte headers
+    const parts: string[] = [];
+    for (let offset = 0; offset + 8 <= buffer.length; ) {
+      const size = buffer.readUInt32BE(offset + 4);
+      parts.push(buffer.subarray(offset + 8, offset + 8 + size).toString());
+      offset += 8 + size;
+    }
+    return parts.join('').trim().slice(-1000);
+  } catch {
+    return '';
+  }
+}
