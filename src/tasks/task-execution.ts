@@ -19,7 +19,8 @@ import { SANDBOX_GATEWAY_URL, SANDBOX_KEY_HELPER, type ModelGateway, type TaskMe
 import type { NetworkMode, SandboxDriver, SandboxHandle } from '../core/ports/sandbox.ts';
 import type { Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
-import { AgentEventRedactor, type Redactor } from '../secrets/redactor.ts';
+import type { Redactor } from '../secrets/redactor.ts';
+import { AgentEventRedactor } from './agent-event-redactor.ts';
 import type { EnvSealer } from '../secrets/sealer.ts';
 import type { TemplateCatalog } from '../templates/catalog.ts';
 import { buildSystemPrompt, shapeOutput } from '../templates/output.ts';

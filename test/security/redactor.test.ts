@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { AgentEventRedactor, REDACTED, Redactor, StreamRedactor } from '../../src/secrets/redactor.ts';
+import { Redactor } from '../../src/secrets/redactor.ts';
+import { REDACTED } from '../../src/secrets/secret-index.ts';
+import { StreamRedactor } from '../../src/secrets/stream-redactor.ts';
+import { AgentEventRedactor } from '../../src/tasks/agent-event-redactor.ts';
 
 const SECRET = 'acme-secret-token-42';
 const OTHER = 'sk-ant-0123456789';
