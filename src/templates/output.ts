@@ -6,6 +6,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { LRUCache } from 'lru-cache';
 import { RunnerError } from '../core/errors.ts';
 
 const MAX_SCHEMA_BYTES = 64 * 1024;
@@ -67,8 +68,17 @@ interface CachedValidator {
   ajv: Ajv | Ajv2020;
 }
 
-/** Least recently used first out; keyed by the schema's JSON text, so a copy read back from the store hits. */
-const validators = new Map<string, CachedValidator>();
+/**
+ * Least recently used first out; keyed by the schema's JSON text, so a copy
+ * read back from the store hits. An evicted validator's schema leaves its
+ * Ajv instance with it.
+ */
+const validators = new LRUCache<string, CachedValidator>({
+  max: MAX_CACHED_VALIDATORS,
+  dispose: (entry, _key, reason) => {
+    if (reason === 'evict') entry.ajv.removeSchema(entry.validate.schema);
+  },
+});
 let generation = new AjvGeneration();
 
 function compile(schema: Record<string, unknown>): CachedValidator {
@@ -93,18 +103,9 @@ function compile(schema: Record<string, unknown>): CachedValidator {
 function validatorFor(schema: Record<string, unknown>): ValidateFunction {
   const key = JSON.stringify(schema);
   const hit = validators.get(key);
-  if (hit) {
-    validators.delete(key);
-    validators.set(key, hit);
-    return hit.validate;
-  }
+  if (hit) return hit.validate;
   const entry = compile(schema);
   validators.set(key, entry);
-  if (validators.size > MAX_CACHED_VALIDATORS) {
-    const [oldestKey, oldest] = validators.entries().next().value!;
-    validators.delete(oldestKey);
-    oldest.ajv.removeSchema(oldest.validate.schema);
-  }
   return entry.validate;
 }
 
