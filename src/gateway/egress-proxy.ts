@@ -9,9 +9,10 @@
  */
 import { lookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { BlockList, connect, isIP, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
+import ipaddr from 'ipaddr.js';
 
 export interface Destination {
   host: string;
@@ -66,22 +67,33 @@ function localAddresses(): Set<string> {
   return addresses;
 }
 
-/** Addresses no listed name may lead to: this machine, private networks, cloud metadata (169.254.169.254), multicast. */
-const INTERNAL = new BlockList();
-for (const [network, prefix] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.168.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) INTERNAL.addSubnet(network, prefix, 'ipv4');
-for (const [network, prefix] of [['::', 128], ['::1', 128], ['fe80::', 10], ['fc00::', 7], ['ff00::', 8]] as const) {
-  INTERNAL.addSubnet(network, prefix, 'ipv6');
-}
+/**
+ * IPv6 ranges ipaddr.js calls unicast that still lead inward: 2000::/3 is all
+ * of the global unicast space, so what lies outside it (::/96, IPv4-compatible
+ * "::10.0.0.1"; unassigned space) is refused too.
+ */
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3');
 
-/** Loopback, private, link-local, ULA, CGNAT, unspecified, multicast or reserved; or an address of this machine. */
+/**
+ * Addresses no listed name may lead to: anything ipaddr.js does not class as
+ * plain unicast (loopback, private, link-local, unique-local, CGNAT,
+ * unspecified, broadcast, multicast, reserved, benchmarking 198.18.0.0/15,
+ * cloud metadata 169.254.169.254, ...), including IPv6 forms that embed an
+ * IPv4 address a gateway would lead to (IPv4-mapped ::ffff:0:0/96, 6to4
+ * 2002::/16, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, Teredo 2001::/32); IPv6
+ * outside 2000::/3; a text that is no IP; or an address of this machine.
+ */
 export function isInternalAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return true;
-  // IPv4-mapped IPv6 addresses are checked against the IPv4 ranges by BlockList.
-  return INTERNAL.check(address, family === 4 ? 'ipv4' : 'ipv6') || localAddresses().has(address);
+  if (isIP(address) === 0) return true;
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    parsed = ipaddr.parse(address);
+  } catch {
+    return true;
+  }
+  if (parsed.range() !== 'unicast') return true;
+  if (parsed.kind() === 'ipv6' && !parsed.match(GLOBAL_UNICAST_V6)) return true;
+  return localAddresses().has(address);
 }
 
 /**

@@ -630,14 +630,36 @@ describe('gateway: egress to private and internal addresses', () => {
 
   test('classifies addresses: loopback, private, link-local, ULA, CGNAT, unspecified, multicast are internal', () => {
     for (const address of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '172.31.255.254', '192.168.1.1', '169.254.169.254', '100.64.0.1', '100.127.255.254',
-      '0.0.0.0', '224.0.0.1', '255.255.255.255', '::', '::1', 'fe80::1', 'fd00::1', 'fc00::1', 'ff02::1', '::ffff:169.254.169.254', '::ffff:10.0.0.1']) {
+      '0.0.0.0', '224.0.0.1', '255.255.255.255', '::', '::1', 'fe80::1', 'fd00::1', 'fc00::1', 'ff02::1', '::ffff:169.254.169.254', '::ffff:10.0.0.1',
+      '::ffff:127.0.0.1', 'fe80::', 'fc00::', '172.16.5.4', '100.64.12.34']) {
       assert.equal(isInternalAddress(address), true, address);
     }
-    for (const address of ['1.1.1.1', '172.32.0.1', '100.128.0.1', '192.169.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) {
+    for (const address of ['1.1.1.1', '93.184.216.34', '172.32.0.1', '100.128.0.1', '192.169.0.1', '2606:4700:4700::1111', '2606:4700::1']) {
       assert.equal(isInternalAddress(address), false, address);
     }
     assert.deepEqual(allowedBy({ host: 'fd00::1', port: 443 }, ['[fd00::1]', '[fd00::2]:443']), ['fd00::1']);
     assert.deepEqual(allowedBy({ host: 'fd00::1', port: 8443 }, ['[fd00::1]:8443']), ['fd00::1']);
+  });
+
+  test('addresses that embed an IPv4 address, benchmarking, reserved and non-global IPv6 are internal too; no text that is not an IP passes', () => {
+    for (const address of [
+      // NAT64 (RFC 6052, 8215): a NAT64 gateway would lead to the embedded 10.0.0.1 / 127.0.0.1.
+      '64:ff9b::a00:1', '64:ff9b::7f00:1', '64:ff9b:1::a00:1',
+      // 6to4 (2002::/16) and Teredo (2001::/32), IPv4-mapped to a public address, SIIT (::ffff:0:a.b.c.d).
+      '2002:7f00:1::1', '2002:a00:1::', '2001:0:4136:e378:8000:63bf:3fff:fdd2', '::ffff:8.8.8.8', '::ffff:0:a00:1',
+      // IPv4-compatible (deprecated) and other IPv6 outside 2000::/3; site-local; discard-only.
+      '::a00:1', '::7f00:1', '100::1', 'fec0::1', '4000::1',
+      // Benchmarking 198.18.0.0/15, documentation, reserved 240/4, 192.0.0.0/24.
+      '198.18.0.1', '198.19.255.254', '192.0.2.1', '203.0.113.9', '240.0.0.1', '192.0.0.8', '2001:db8::1',
+      // Not an address: refused rather than guessed at.
+      'localhost', '', '127.1', '0x7f000001', '2130706433',
+    ]) {
+      assert.equal(isInternalAddress(address), true, address);
+    }
+    // Just outside those ranges: public.
+    for (const address of ['198.17.255.254', '198.20.0.1', '8.8.8.8', '2003::1', '2a00:1450:4001:80b::200e']) {
+      assert.equal(isInternalAddress(address), false, address);
+    }
   });
 
   test('a listed name that resolves to loopback is refused, plain and CONNECT; a listed IP literal or host.docker.internal is reached', async () => {
