@@ -2,17 +2,34 @@
  * Seals a task's `env` (AES-256-GCM) before it is stored, so secrets never
  * rest in clear in the database; the key lives in DATA_DIR/secret.key (0600)
  * unless RUNNER_SECRET_KEY gives one. Sealed values are erased when the task ends.
+ * Digests of what holds secrets (the idempotency request hash) are keyed with
+ * a sub-key of the same key, so a stored digest cannot be tested offline
+ * against guessed values.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** HKDF `info` of the digest sub-key: the sealing key itself never keys anything but AES-GCM. */
+const DIGEST_KEY_INFO = 'claude-runner idempotency v1';
+
 export class EnvSealer {
   private readonly key: Buffer;
+  private readonly digestKey: Buffer;
 
   constructor(key: Buffer) {
     if (key.length !== 32) throw new Error('the sealing key must be 32 bytes');
     this.key = key;
+    this.digestKey = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), DIGEST_KEY_INFO, 32));
+  }
+
+  /**
+   * HMAC-SHA256 (hex) of a value that may hold secrets, under a sub-key
+   * derived from the sealing key (HKDF-SHA256): equal values give equal
+   * digests under one key; without the key, a digest tells nothing.
+   */
+  requestDigest(value: string): string {
+    return createHmac('sha256', this.digestKey).update(value, 'utf8').digest('hex');
   }
 
   /** The key from RUNNER_SECRET_KEY (base64, 32 bytes), else DATA_DIR/secret.key, created on first use. */

@@ -88,12 +88,12 @@ export class TaskService {
       sealedEnv: deps.sealer.seal(env, id),
       options: input.options ?? {},
       idempotencyKey: input.idempotencyKey ?? null,
-      requestHash: input.idempotencyKey ? requestHash(input, env) : null,
+      requestHash: input.idempotencyKey ? requestHash(deps.sealer, input, env) : null,
       createdAt: Date.now(),
     });
     const announced = deps.announcements.begin(task.id);
     try {
-      const result = await deps.store.enqueueTask(task, { maxQueued: deps.maxQueuedPerSession });
+      const result = await this.enqueueOrReplay(task, input, env);
       if (result.created) {
         const position = await deps.store.queuePosition(result.task);
         await deps.events.append(session.key, task.id, 'task_queued', { taskId: task.id, sessionId: session.id, position });
@@ -102,6 +102,23 @@ export class TaskService {
       return result;
     } finally {
       announced();
+    }
+  }
+
+  /**
+   * Stores the task. An idempotency key first used before request hashes were
+   * keyed (they were a plain sha256 then) still replays its task: on a
+   * conflict, the legacy hash is tried once. It is compared, never stored:
+   * the key's task exists (it conflicted) and cannot go while the session is
+   * held (tasks leave only with their session).
+   */
+  private async enqueueOrReplay(task: Task, input: SubmitTaskInput, env: Record<string, string>): Promise<{ task: Task; created: boolean }> {
+    const limits = { maxQueued: this.deps.maxQueuedPerSession };
+    try {
+      return await this.deps.store.enqueueTask(task, limits);
+    } catch (error) {
+      if (!(error instanceof RunnerError && error.code === 'IDEMPOTENCY_CONFLICT')) throw error;
+      return await this.deps.store.enqueueTask({ ...task, requestHash: legacyRequestHash(input, env) }, limits);
     }
   }
 
@@ -172,9 +189,21 @@ export class TaskService {
   }
 }
 
-/** Same key, same request: the hash covers everything that shapes the task (env by value, never stored in clear). */
-function requestHash(input: SubmitTaskInput, env: Record<string, string>): string {
-  return createHash('sha256')
-    .update(JSON.stringify([input.tenantId, input.sessionId, input.message, input.context ?? null, env, input.agent ?? null, input.options ?? {}]))
-    .digest('hex');
+/** Everything that shapes the task (env by value, never stored in clear). */
+function requestText(input: SubmitTaskInput, env: Record<string, string>): string {
+  return JSON.stringify([input.tenantId, input.sessionId, input.message, input.context ?? null, env, input.agent ?? null, input.options ?? {}]);
+}
+
+/**
+ * Same key, same request: the request's digest, keyed (HMAC under a sub-key of
+ * the sealing key), so a low-entropy env value cannot be guessed offline from
+ * the stored hash. "hmac1:" tells it from the plain sha256 older rows hold.
+ */
+function requestHash(sealer: EnvSealer, input: SubmitTaskInput, env: Record<string, string>): string {
+  return `hmac1:${sealer.requestDigest(requestText(input, env))}`;
+}
+
+/** The hash rows written before it was keyed hold: only ever compared (enqueueOrReplay), never stored. */
+function legacyRequestHash(input: SubmitTaskInput, env: Record<string, string>): string {
+  return createHash('sha256').update(requestText(input, env)).digest('hex');
 }
