@@ -3,7 +3,8 @@
  * and routes that only parse, call one service and shape the answer.
  * It holds no state and no business rules.
  *
- * Owns: routes, authentication, the error shape. Must not touch: the store,
+ * Owns: routes, authentication, which web pages may call (guard.ts), request
+ * ids, the error shape (errors.ts). Must not touch: the store,
  * Docker or the runtime (only services), nor decide anything a service decides.
  */
 import { randomUUID } from 'node:crypto';

@@ -49,7 +49,7 @@ export function sendError(reply: FastifyReply, error: RunnerError, extra?: Recor
   return reply.code(errorTable[error.code].status).send({ error: body, ...extra });
 }
 
-export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function errorHandler(error: unknown, _request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const known = toHttpError(error);
   if (known) return sendError(reply, known);
   return sendError(reply, new RunnerError('INTERNAL'), undefined, { cause: error });
