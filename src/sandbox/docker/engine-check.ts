@@ -44,7 +44,7 @@ export async function checkEngine(req: EngineRequirements): Promise<void> {
         'SANDBOX_UNAVAILABLE',
         `The container runtime "${runtime}" is not configured in the Docker engine (has: ${Object.keys(info.Runtimes ?? {}).join(', ')}). Install it and register it in /etc/docker/daemon.json, or unset the runtime.` +
           // gVisor refuses connections to host unix sockets by default, and the relay must reach the gateway's.
-          (runtime === 'runsc' ? ' For gVisor: `runsc install -- --host-uds=open` (add --network=none where runsc refuses Docker\'s network namespace: sandboxes under the none and allowlist policies need no network), then reload dockerd (the sandbox reaches the model gateway through a host unix socket).' : ''),
+          (runtime === 'runsc' ? ' For gVisor: `runsc install -- --host-uds=open` (add --network=none where runsc refuses Docker\'s network namespace: sandboxes under the none and allowlist policies need no network), then reload dockerd (the sandbox reaches the model gateway through a host unix socket). Use runsc release 20240729 or later: older ones (Debian bookworm\'s 20221219) fail `stat` and `ls -l` in the sandbox with "Invalid argument"; on bookworm, take runsc from bookworm-backports.' : ''),
       );
     }
   }
