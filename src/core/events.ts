@@ -18,7 +18,8 @@ export interface EventPayloads {
   /** Partial output text, as it streams. */
   text: { text: string };
   tool_start: { tool: string; input: unknown; toolUseId: string };
-  tool_end: { tool: string; result: string; toolUseId: string; isError: boolean };
+  /** `truncated`: the result was cut short (at 64 KiB). */
+  tool_end: { tool: string; result: string; toolUseId: string; isError: boolean; truncated?: true };
   /** Tokens and cost of one model call, as metered. */
   usage: { model: string; inputTokens: number; outputTokens: number; costUsd: number };
   task_complete: {

@@ -11,8 +11,6 @@ import type { Redactor } from '../secrets/redactor.ts';
 import { StreamRedactor } from '../secrets/stream-redactor.ts';
 
 type StreamedKind = 'text' | 'thinking';
-/** How the runtime marks a tool result it cut short (src/runtime/claude/live-agent.ts). */
-const TRUNCATED = '…[truncated]';
 type DeltaEvent = { type: 'text'; data: { text: string } } | { type: 'thinking'; data: { text: string } };
 
 /**
@@ -43,11 +41,10 @@ export class AgentEventRedactor {
       const text = this.streams[kind].push((event.data as { text: string }).text);
       return text ? [delta(kind, text)] : [];
     }
-    // A long tool result is cut short by the runtime, possibly through a secret.
-    const result = event.type === 'tool_end' ? (event.data as { result?: unknown }).result : undefined;
-    if (typeof result === 'string' && result.endsWith(TRUNCATED)) {
-      const redacted = this.cut.cutEnd(result.slice(0, -TRUNCATED.length)) + TRUNCATED;
-      return [...this.flush(), { ...event, data: { ...(event.data as object), result: redacted } }];
+    // A long tool result is cut short by the runtime (it says so), possibly through a secret.
+    const data = event.type === 'tool_end' ? (event.data as { result?: unknown; truncated?: boolean }) : undefined;
+    if (data?.truncated && typeof data.result === 'string') {
+      return [...this.flush(), { ...event, data: { ...data, result: this.cut.cutEnd(data.result) } }];
     }
     return [...this.flush(), event];
   }

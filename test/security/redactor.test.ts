@@ -101,9 +101,9 @@ describe('tool results cut short', () => {
   test('a result cut through a secret does not give out its first part', () => {
     const redactor = redactorWith(SECRET);
     const events = new AgentEventRedactor(redactor, [SECRET], 'session-a');
-    const cutThrough = `${'x'.repeat(100)}${SECRET.slice(0, 12)}…[truncated]`;
-    const [out] = events.events({ type: 'tool_end', data: { tool: 'Bash', result: cutThrough, toolUseId: 't', isError: false } });
-    assert.deepEqual(out, { type: 'tool_end', data: { tool: 'Bash', result: `${'x'.repeat(100)}${REDACTED}…[truncated]`, toolUseId: 't', isError: false } });
+    const cutThrough = `${'x'.repeat(100)}${SECRET.slice(0, 12)}`;
+    const [out] = events.events({ type: 'tool_end', data: { tool: 'Bash', result: cutThrough, toolUseId: 't', isError: false, truncated: true } });
+    assert.deepEqual(out, { type: 'tool_end', data: { tool: 'Bash', result: `${'x'.repeat(100)}${REDACTED}`, toolUseId: 't', isError: false, truncated: true } });
     // Not cut: left to the event log's own redaction, untouched here.
     const whole = { type: 'tool_end', data: { tool: 'Bash', result: `ends with ${SECRET.slice(0, 12)}`, toolUseId: 't', isError: false } };
     assert.deepEqual(events.events(whole), [whole]);
@@ -226,7 +226,7 @@ describe('no oracle: what an agent can observe never depends on secrets that are
     redactor.addPermanent(OPERATOR_KEY);
     const cut = (tail: string) => {
       const events = new AgentEventRedactor(redactor, ['own-env-value-1'], 'session-a');
-      const [event] = events.events({ type: 'tool_end', data: { tool: 'Bash', toolUseId: 't', isError: false, result: `${'x'.repeat(100)}${tail}…[truncated]` } });
+      const [event] = events.events({ type: 'tool_end', data: { tool: 'Bash', toolUseId: 't', isError: false, truncated: true, result: `${'x'.repeat(100)}${tail}` } });
       return (event!.data as { result: string }).result;
     };
     assert.equal(cut('sk-ant-api03-Q7').length, cut('sk-ant-api03-Q8').length);

@@ -50,13 +50,14 @@ interface Turn {
   settle(outcome: { result?: AgentRunResult; error?: Error }): void;
 }
 
-function toolResultText(content: unknown): string {
+/** The tool's result as text, cut at TOOL_RESULT_LIMIT (`truncated` says so; the text carries no marker). */
+function toolResult(content: unknown): { result: string; truncated?: true } {
   const text = typeof content === 'string'
     ? content
     : Array.isArray(content)
       ? content.map((block) => (block && typeof block === 'object' && 'text' in block ? String(block.text) : '')).join('')
       : JSON.stringify(content ?? '');
-  return text.length > TOOL_RESULT_LIMIT ? `${text.slice(0, TOOL_RESULT_LIMIT)}…[truncated]` : text;
+  return text.length > TOOL_RESULT_LIMIT ? { result: text.slice(0, TOOL_RESULT_LIMIT), truncated: true } : { result: text };
 }
 
 export class LiveAgent {
@@ -247,7 +248,7 @@ export class LiveAgent {
             type: 'tool_end',
             data: {
               tool: turn.toolNames.get(block.tool_use_id) ?? 'unknown',
-              result: toolResultText(block.content),
+              ...toolResult(block.content),
               toolUseId: block.tool_use_id,
               isError: block.is_error === true,
             },
