@@ -37,6 +37,7 @@ import { TaskExecution } from './tasks/task-execution.ts';
 import { TaskService } from './tasks/task-service.ts';
 import { TemplateCatalog } from './templates/catalog.ts';
 import { WorkspaceFiles } from './workspace/files.ts';
+import { LoopVolumes } from './workspace/loop-volumes.ts';
 import { WorkspaceQuota } from './workspace/quota.ts';
 import { SessionDirectories } from './workspace/session-dirs.ts';
 
@@ -87,8 +88,14 @@ export async function createRunner(config: Config): Promise<Runner> {
   for (const warning of config.warnings) logger.warn(warning);
 
   // DATA_DIR and its sessions/sockets folders are the runner's alone (0700): they hold every tenant's data and gateway sockets.
-  const dirs = new SessionDirectories(config.dataDir);
+  // SANDBOX_DISK_MODE=loop: each workspace a filesystem of SANDBOX_DISK bytes, enforced by the kernel.
+  const volumes = config.sandbox.diskMode === 'loop' && config.sandbox.diskBytes > 0
+    ? new LoopVolumes(config.sandbox.diskBytes, { uid: AGENT_UID, gid: AGENT_GID })
+    : undefined;
+  if (volumes) await LoopVolumes.check();
+  const dirs = new SessionDirectories(config.dataDir, volumes);
   dirs.prepare();
+  const quota = new WorkspaceQuota(config.sandbox.diskBytes, volumes);
   const runnerId = stableRunnerId(config);
   const store = await openSqliteStore({ file: join(config.dataDir, 'runner.db') });
   const templates = new TemplateCatalog(config.agentDir, config.defaultAgent);
@@ -134,7 +141,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   const announcements = new QueueAnnouncements();
   const endings = new TaskEndings(events, completions, logger.child({ component: 'tasks' }));
   const execution = new TaskExecution({
-    store, events, sandbox, runtime, gateway, templates, dirs, quota: new WorkspaceQuota(config.sandbox.diskBytes),
+    store, events, sandbox, runtime, gateway, templates, dirs, quota,
     sealer, redactor, completions, endings, announcements, runnerId,
     defaults: {
       model: config.model,
@@ -258,6 +265,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       await http.close();
       await runtime.closeAll();
       await gateway.close();
+      dockerSandbox.close();
       await store.close();
     },
   };

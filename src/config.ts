@@ -42,6 +42,7 @@ const schema = z.object({
   SANDBOX_PIDS: int(256),
   SANDBOX_TMP_SIZE: bytes('256m'),
   SANDBOX_DISK: bytes('2g'),
+  SANDBOX_DISK_MODE: z.enum(['measure', 'loop']).default('measure'),
   SANDBOX_RUNTIME: optionalText,
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   NETWORK_POLICY: z.enum(['none', 'allowlist', 'open']).default('allowlist'),
@@ -100,6 +101,8 @@ export interface Config {
     tmpSizeBytes: number;
     /** Per-session workspace quota (0: none). */
     diskBytes: number;
+    /** measure: the workspace is measured now and then; loop: it is a filesystem of that size. */
+    diskMode: 'measure' | 'loop';
     runtime: string | undefined;
     /** The Docker engine's unix socket. */
     dockerSocket: string;
@@ -196,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       pidsLimit: e.SANDBOX_PIDS,
       tmpSizeBytes: e.SANDBOX_TMP_SIZE,
       diskBytes: e.SANDBOX_DISK,
+      diskMode: e.SANDBOX_DISK_MODE,
       runtime: e.SANDBOX_RUNTIME,
       dockerSocket: e.DOCKER_SOCKET,
       defaultNetwork: e.NETWORK_POLICY,

@@ -5,6 +5,8 @@
  *    had side effects: never re-run silently), told like any other end; what
  *    they spent and the tools they used were stored as they happened;
  *  - folders of sessions that no longer exist (a delete cut short) are removed;
+ *    the workspace volumes of the others are mounted (SANDBOX_DISK_MODE=loop,
+ *    after a reboot);
  *  - sandboxes of sessions that no longer exist are removed, the others
  *    stopped: an agent process left running inside would go on spending and
  *    writing (the next task starts them again).
@@ -72,8 +74,10 @@ export class CrashRecovery {
 
   private async removeOrphanFolders(): Promise<string[]> {
     const known = new Set(await this.deps.store.listAllSessionKeys());
-    const orphans = (await this.deps.dirs.listKeys()).filter((key) => !known.has(key));
+    const folders = await this.deps.dirs.listKeys();
+    const orphans = folders.filter((key) => !known.has(key));
     for (const key of orphans) await this.deps.dirs.remove(key);
+    for (const key of folders) if (known.has(key)) await this.deps.dirs.mount(key);
     return orphans;
   }
 

@@ -1,5 +1,8 @@
 /**
- * The per-session workspace quota (SANDBOX_DISK), measured: what a workspace
+ * The per-session workspace quota (SANDBOX_DISK). With SANDBOX_DISK_MODE=loop
+ * each workspace is a filesystem of that size (loop-volumes.ts): the kernel
+ * refuses writes past it, and a full volume stops the task and refuses
+ * uploads as below. Otherwise (the default) it is measured: what a workspace
  * takes on disk is the blocks of everything in it (each inode once, symlinks
  * never followed). A running task is measured every few seconds and stopped
  * once past the quota; an upload may take only what is left; a session past
@@ -12,6 +15,7 @@
 import { opendir, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RunnerError } from '../core/errors.ts';
+import type { LoopVolumes } from './loop-volumes.ts';
 
 /** A walk stops counting past this many entries (the quota is long passed by then, or nearly). */
 const MAX_ENTRIES = 2_000_000;
@@ -19,9 +23,12 @@ const MAX_ENTRIES = 2_000_000;
 export class WorkspaceQuota {
   /** 0: no quota. */
   readonly limitBytes: number;
+  /** When workspaces are volumes of their own, the kernel enforces the quota and their filesystem counts. */
+  private readonly volumes: LoopVolumes | undefined;
 
-  constructor(limitBytes: number) {
+  constructor(limitBytes: number, volumes?: LoopVolumes) {
     this.limitBytes = limitBytes;
+    this.volumes = volumes;
   }
 
   /** Bytes the folder takes on disk, counted in 512-byte blocks as the filesystem allocated them. */
@@ -55,6 +62,10 @@ export class WorkspaceQuota {
   /** The error a session past its quota gets, or undefined when it is within it (or there is none). */
   async overLimit(dir: string): Promise<RunnerError | undefined> {
     if (this.limitBytes <= 0) return undefined;
+    if (this.volumes) {
+      const { usedBytes, freeBytes } = await this.volumes.usage(dir);
+      return this.volumes.isFull(freeBytes) ? exceeded(usedBytes, this.limitBytes) : undefined;
+    }
     const used = await this.usage(dir);
     return used > this.limitBytes ? exceeded(used, this.limitBytes) : undefined;
   }
@@ -62,6 +73,11 @@ export class WorkspaceQuota {
   /** What an upload may still take (Infinity without a quota); DISK_QUOTA_EXCEEDED when nothing is left. */
   async remaining(dir: string): Promise<number> {
     if (this.limitBytes <= 0) return Infinity;
+    if (this.volumes) {
+      const { usedBytes, freeBytes } = await this.volumes.usage(dir);
+      if (this.volumes.isFull(freeBytes)) throw exceeded(usedBytes, this.limitBytes);
+      return freeBytes;
+    }
     const used = await this.usage(dir);
     if (used >= this.limitBytes) throw exceeded(used, this.limitBytes);
     return this.limitBytes - used;

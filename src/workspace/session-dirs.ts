@@ -17,6 +17,7 @@ import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { newId } from '../core/ids.ts';
+import type { LoopVolumes } from './loop-volumes.ts';
 
 export interface SessionDirs {
   root: string;
@@ -38,9 +39,12 @@ export const PRIVATE_DIR_MODE = 0o700;
 
 export class SessionDirectories {
   private readonly dataDir: string;
+  /** With SANDBOX_DISK_MODE=loop, each workspace is a volume of its own (loop-volumes.ts). */
+  private readonly volumes: LoopVolumes | undefined;
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, volumes?: LoopVolumes) {
     this.dataDir = dataDir;
+    this.volumes = volumes;
     const longest = join(dataDir, 'sockets', 'x'.repeat(SESSION_KEY_LENGTH), 'gateway.sock');
     if (Buffer.byteLength(longest) > MAX_SOCKET_PATH) {
       throw new Error(`DATA_DIR ${dataDir} is too long for unix socket paths (limit ${MAX_SOCKET_PATH} bytes): choose a shorter path`);
@@ -83,6 +87,10 @@ export class SessionDirectories {
     await mkdir(join(this.dataDir, 'sockets'), { recursive: true, mode: PRIVATE_DIR_MODE });
     await mkdir(dirs.home, { recursive: true });
     await mkdir(dirs.socketDir, { recursive: true });
+    if (this.volumes) {
+      await mkdir(dirs.workspace, { recursive: true });
+      await this.volumes.attach(dirs.root, dirs.workspace, true);
+    }
     await cp(templateDir, dirs.workspace, { recursive: true, preserveTimestamps: true, force: false, errorOnExist: false });
     return dirs;
   }
@@ -90,6 +98,7 @@ export class SessionDirectories {
   /** Back to a fresh copy of the template, with an empty home (memory forgotten). */
   async reset(key: string, templateDir: string): Promise<SessionDirs> {
     const dirs = this.of(key);
+    await this.volumes?.destroy(dirs.root, dirs.workspace);
     await rm(dirs.workspace, { recursive: true, force: true });
     await rm(dirs.home, { recursive: true, force: true });
     return this.create(key, templateDir);
@@ -109,8 +118,15 @@ export class SessionDirectories {
     return [...keys].sort();
   }
 
+  /** Mounts the session's workspace volume again (after a reboot), when workspaces are volumes. */
+  async mount(key: string): Promise<void> {
+    const dirs = this.of(key);
+    await this.volumes?.attach(dirs.root, dirs.workspace, false);
+  }
+
   async remove(key: string): Promise<void> {
     const dirs = this.of(key);
+    await this.volumes?.destroy(dirs.root, dirs.workspace);
     await rm(dirs.root, { recursive: true, force: true });
     await rm(dirs.socketDir, { recursive: true, force: true });
   }

@@ -1,0 +1,169 @@
+/**
+ * The per-session workspace quota (SANDBOX_DISK): a session whose agent
+ * writes past it has its task stopped with DISK_QUOTA_EXCEEDED, takes no
+ * more writes (uploads and tasks are refused) until files are deleted, and
+ * the other sessions go on unaffected.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile, statfs } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { errorTable } from '../../src/core/errors.ts';
+import { bash, rule, text } from '../../src/scripted-model/index.ts';
+import { isMountPoint, LoopVolumes } from '../../src/workspace/loop-volumes.ts';
+import { WorkspaceQuota } from '../../src/workspace/quota.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { readDb } from '../sessions/support.ts';
+import { lastToolResults } from './support.ts';
+
+const MiB = 1024 * 1024;
+
+describe('workspace disk quota', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      env: { SANDBOX_DISK: '8m' },
+      rules: [
+        // Written in steps, so the quota is passed while the task still runs.
+        rule('dq-fill', bash('for i in 1 2 3 4 5 6; do head -c 4000000 /dev/urandom > /workspace/big-$i; sleep 1; done; echo filled; sleep 30'), text('never')),
+        rule('dq-small', bash('head -c 100000 /dev/urandom > /workspace/small && echo small-ok'), text('small done')),
+        rule('dq-after', bash('ls /workspace | tr "\\n" " "; echo; echo after-ok'), text('after done')),
+      ],
+    });
+  });
+  after(async () => h?.close());
+
+  test('the agent passes the quota: its task stops with DISK_QUOTA_EXCEEDED; writes and tasks are refused until files go', async () => {
+    const [filled, neighbour] = await Promise.all([
+      h.api('/task', { method: 'POST', json: { sessionId: 'dq-greedy', message: 'dq-fill' } }),
+      h.api('/task', { method: 'POST', json: { sessionId: 'dq-neighbour', message: 'dq-small' } }),
+    ]);
+    assert.equal(filled.status, errorTable.DISK_QUOTA_EXCEEDED.status, JSON.stringify(filled.body));
+    assert.equal(filled.body.status, 'failed');
+    assert.equal(filled.body.error.code, 'DISK_QUOTA_EXCEEDED');
+    assert.equal(filled.body.error.details.limitBytes, 8 * MiB);
+    assert.ok(filled.body.error.details.usedBytes > 8 * MiB);
+    assert.ok(filled.body.duration < 20_000, `stopped after ${filled.body.duration} ms, not at the end of the script`);
+    // Stopped while it ran: it never got to write all six files.
+    const listing = (await h.api('/session/dq-greedy/files')).body.files as Array<{ path: string }>;
+    assert.ok(listing.filter((f) => f.path.startsWith('big-')).length < 6, JSON.stringify(listing));
+    assert.equal(neighbour.status, 200, JSON.stringify(neighbour.body));
+    assert.match(lastToolResults(h.model, 'dq-small'), /small-ok/);
+
+    // Further writes are refused: a task, and an upload.
+    const refused = await h.api('/task', { method: 'POST', json: { sessionId: 'dq-greedy', message: 'dq-after' } });
+    assert.equal(refused.status, 507, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'DISK_QUOTA_EXCEEDED');
+    assert.equal(h.model.findRequests({ prompt: 'dq-after' }).length, 0, 'the agent never ran');
+    const upload = await h.api('/session/dq-greedy/files/more.txt', { method: 'PUT', body: 'x'.repeat(1000) });
+    assert.equal(upload.status, 507, upload.text);
+    assert.equal(upload.body.error.code, 'DISK_QUOTA_EXCEEDED');
+    // The other session still takes uploads.
+    assert.equal((await h.api('/session/dq-neighbour/files/more.txt', { method: 'PUT', body: 'x'.repeat(1000) })).status, 201);
+
+    // Files deleted: the session works again.
+    for (const file of listing.filter((f) => f.path.startsWith('big-'))) {
+      assert.equal((await h.api(`/session/dq-greedy/files/${file.path}`, { method: 'DELETE' })).status, 200);
+    }
+    const again = await h.api('/task', { method: 'POST', json: { sessionId: 'dq-greedy', message: 'dq-after' } });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.match(lastToolResults(h.model, 'dq-after'), /after-ok/);
+  });
+
+  test('an upload may take only what is left of the quota', async () => {
+    assert.equal((await h.api('/task', { method: 'POST', json: { sessionId: 'dq-upload', message: 'dq-small' } })).status, 200);
+    const tooBig = await h.api('/session/dq-upload/files/huge.bin', { method: 'PUT', body: Buffer.alloc(9 * MiB, 1) });
+    assert.equal(tooBig.status, 507, tooBig.text);
+    assert.equal((await h.api('/session/dq-upload/files/huge.bin')).status, 404, 'nothing of it stays');
+    assert.equal((await h.api('/session/dq-upload/files/fits.bin', { method: 'PUT', body: Buffer.alloc(2 * MiB, 1) })).status, 201);
+  });
+});
+
+describe('workspace usage is measured as the disk sees it', () => {
+  test('blocks of files and folders, hard links once, symlinks not followed', async () => {
+    const { mkdtempSync, writeFileSync, linkSync, symlinkSync, mkdirSync, rmSync } = await import('node:fs');
+    const dir = mkdtempSync('/tmp/cr-quota-');
+    try {
+      const quota = new WorkspaceQuota(3 * MiB);
+      const empty = await quota.usage(dir);
+      writeFileSync(`${dir}/a`, Buffer.alloc(2 * MiB, 1));
+      linkSync(`${dir}/a`, `${dir}/a-again`);
+      symlinkSync('/usr', `${dir}/usr`);
+      mkdirSync(`${dir}/sub`);
+      writeFileSync(`${dir}/sub/b`, Buffer.alloc(512 * 1024, 1));
+      const used = await quota.usage(dir);
+      assert.ok(used >= 2.5 * MiB && used < 2.5 * MiB + 64 * 1024, `used ${used}, empty ${empty}`);
+      assert.equal(await quota.overLimit(dir), undefined);
+      assert.ok((await quota.remaining(dir)) < 0.6 * MiB);
+      writeFileSync(`${dir}/sub/c`, Buffer.alloc(MiB, 1));
+      assert.equal((await quota.overLimit(dir))?.code, 'DISK_QUOTA_EXCEEDED');
+      await assert.rejects(quota.remaining(dir), { code: 'DISK_QUOTA_EXCEEDED' });
+      assert.equal(await new WorkspaceQuota(0).overLimit(dir), undefined, 'no quota, no limit');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Loop volumes need root and loop devices; CI has both. */
+const loopReason = await LoopVolumes.check().then(() => undefined, (error: Error) => error.message);
+
+describe('workspace disk quota on loop volumes (SANDBOX_DISK_MODE=loop)', { skip: loopReason }, () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      env: { SANDBOX_DISK: '16m', SANDBOX_DISK_MODE: 'loop' },
+      rules: [
+        rule('dql-fill', bash('for i in 1 2 3 4 5 6 7 8; do head -c 4000000 /dev/urandom > /workspace/big-$i || echo "write $i refused"; sleep 0.5; done; echo filled; sleep 30'), text('never')),
+        rule('dql-after', bash('df -B1 /workspace | tail -1; echo after-ok'), text('after done')),
+      ],
+    });
+  });
+  after(async () => {
+    if (!h) return;
+    try {
+      // Deleting the sessions unmounts their volumes, so the test's folder can go.
+      for (const id of ['dql-a', 'dql-b']) await h.api(`/session/${id}`, { method: 'DELETE' }).catch(() => undefined);
+    } finally {
+      // Whatever a failed test left mounted goes before the folder does.
+      for (const mount of await mountsUnder(h.dataDir)) execFileSync('umount', ['-l', mount]);
+      await h.close();
+    }
+  });
+
+  test('the kernel refuses writes past the size; the task stops with DISK_QUOTA_EXCEEDED; delete and reset free it', async () => {
+    const filled = await h.api('/task', { method: 'POST', json: { sessionId: 'dql-a', message: 'dql-fill' } });
+    assert.equal(filled.status, 507, JSON.stringify(filled.body));
+    assert.equal(filled.body.error.code, 'DISK_QUOTA_EXCEEDED');
+    const workspace = join(h.dataDir, 'sessions', sessionKeyOf(h.dataDir, 'dql-a'), 'workspace');
+    assert.ok(await isMountPoint(workspace), 'the workspace is a volume of its own');
+    const size = (await statfs(workspace)).blocks * (await statfs(workspace)).bsize;
+    assert.ok(size <= 16 * MiB, `volume of ${size} bytes`);
+    assert.equal((await h.api('/session/dql-a/files/more.bin', { method: 'PUT', body: Buffer.alloc(MiB, 1) })).status, 507);
+    // Another session has its own volume, untouched.
+    const other = await h.api('/task', { method: 'POST', json: { sessionId: 'dql-b', message: 'dql-after' } });
+    assert.equal(other.status, 200, JSON.stringify(other.body));
+    assert.match(lastToolResults(h.model, 'dql-after'), /after-ok/);
+    // A reset gives a fresh, empty volume.
+    assert.equal((await h.api('/session/dql-a/reset', { method: 'POST' })).status, 200);
+    const again = await h.api('/task', { method: 'POST', json: { sessionId: 'dql-a', message: 'dql-after' } });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    // Deleted: unmounted, image gone.
+    const root = join(h.dataDir, 'sessions', sessionKeyOf(h.dataDir, 'dql-a'));
+    assert.equal((await h.api('/session/dql-a', { method: 'DELETE' })).status, 200);
+    assert.equal(await isMountPoint(join(root, 'workspace')), false);
+    assert.equal(existsSync(join(root, 'workspace.img')), false);
+  });
+});
+
+async function mountsUnder(dir: string): Promise<string[]> {
+  const lines = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n');
+  return lines.map((line) => line.split(' ')[4] ?? '').filter((mount) => mount.startsWith(`${dir}/`));
+}
+
+/** The internal key of a session, read from the runner's database. */
+function sessionKeyOf(dataDir: string, sessionId: string): string {
+  return readDb(join(dataDir, 'runner.db'), (db) => (db.prepare('SELECT key FROM sessions WHERE id = ?').get(sessionId) as { key: string }).key);
+}
