@@ -9,7 +9,7 @@
  */
 import { RunnerError } from '../core/errors.ts';
 import type { ResourceCounters, SandboxDriver, SandboxEvent, SandboxHandle } from '../core/ports/sandbox.ts';
-import type { WorkspaceQuota } from '../workspace/quota.ts';
+import type { QuotaDirs, WorkspaceQuota } from '../workspace/quota.ts';
 
 export function limitFailure(before: ResourceCounters, now: ResourceCounters): RunnerError | undefined {
   if (now.oomKills > before.oomKills) return outOfMemory();
@@ -44,7 +44,7 @@ export class LimitWatch {
   }
 
   /** Starts watching; `fail` is called with the first limit the task hits. */
-  async start(handle: SandboxHandle, workspaceDir: string, fail: (error: RunnerError) => void): Promise<void> {
+  async start(handle: SandboxHandle, dirs: QuotaDirs, fail: (error: RunnerError) => void): Promise<void> {
     const { sandbox, quota, diskPollMs } = this.options;
     this.before = await sandbox.resourceCounters(handle);
     this.unwatch = sandbox.watch(handle, (event) => {
@@ -56,7 +56,7 @@ export class LimitWatch {
       this.diskTimer = setInterval(() => {
         if (measuring) return;
         measuring = true;
-        quota.overLimit(workspaceDir).then((failure) => failure && fail(failure), () => undefined).finally(() => { measuring = false; });
+        quota.overLimit(dirs).then((failure) => failure && fail(failure), () => undefined).finally(() => { measuring = false; });
       }, diskPollMs);
       this.diskTimer.unref();
     }
@@ -71,9 +71,9 @@ export class LimitWatch {
    * A limit the task hit that its end may not have shown (a tool killed for
    * memory need not fail the agent), read once more after the task.
    */
-  async failureSince(handle: SandboxHandle, workspaceDir: string): Promise<RunnerError | undefined> {
+  async failureSince(handle: SandboxHandle, dirs: QuotaDirs): Promise<RunnerError | undefined> {
     this.stop();
-    const disk = await this.options.quota.overLimit(workspaceDir).catch(() => undefined);
+    const disk = await this.options.quota.overLimit(dirs).catch(() => undefined);
     if (disk) return disk;
     if (!this.before) return undefined;
     try {

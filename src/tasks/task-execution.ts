@@ -136,7 +136,7 @@ export class TaskExecution {
     const outcome: Outcome = { failure: undefined, output: null, tools: [], meter: emptyMeter(), agentSessionId: null, resumed: false };
     let handle: SandboxHandle | undefined;
     const limits = new LimitWatch({ sandbox: deps.sandbox, quota: deps.quota, diskPollMs: deps.defaults.diskPollMs });
-    const workspace = deps.dirs.of(task.sessionKey).workspace;
+    const sessionDirs = deps.dirs.of(task.sessionKey);
     /** Text and thinking deltas pass through it: a secret split across two deltas is still caught. */
     let streamed: AgentEventRedactor | undefined;
     const checkAborted = (): void => {
@@ -154,10 +154,10 @@ export class TaskExecution {
       const budgetUsd = this.budgetFor(task, session);
       if (budgetUsd !== undefined && budgetUsd <= 0) throw new RunnerError('BUDGET_EXCEEDED', 'The session has spent its budget.');
       // A workspace past its quota takes no more writes: no task runs in it until files are deleted.
-      const overQuota = await deps.quota.overLimit(workspace);
+      const overQuota = await deps.quota.overLimit(sessionDirs);
       if (overQuota) throw overQuota;
       const network = { mode: template.network.mode ?? deps.defaults.network, allow: template.network.allow };
-      const dirs = deps.dirs.of(session.key);
+      const dirs = sessionDirs;
       await deps.gateway.attachSession(session.key, dirs.socketDir);
       checkAborted();
       handle = await deps.sandbox.ensure({
@@ -165,7 +165,7 @@ export class TaskExecution {
         workspaceDir: dirs.workspace, homeDir: dirs.home, gatewaySocketDir: dirs.socketDir, network: network.mode,
       }, signal);
       checkAborted();
-      await limits.start(handle, workspace, (failure) => controller.abort(failure));
+      await limits.start(handle, sessionDirs, (failure) => controller.abort(failure));
       const access = await deps.gateway.openTask({
         taskId: task.id, sessionKey: session.key, network, budgetUsd,
         // The hard cap behind maxTurns: every model call with the task's token counts (sub-agents' too).
@@ -223,7 +223,7 @@ export class TaskExecution {
     // Unconditionally: a grant that failed half-way is revoked too (closeTask knows unknown tasks).
     outcome.meter = await deps.gateway.closeTask(task.id);
     // A tool killed for memory or processes may not fail the agent; it still fails the task, clearly.
-    if (handle) outcome.failure = (await limits.failureSince(handle, workspace)) ?? outcome.failure;
+    if (handle) outcome.failure = (await limits.failureSince(handle, sessionDirs)) ?? outcome.failure;
     if (outcome.failure && handle) await this.cleanUpAfterFailure(task, outcome.failure, handle);
     return outcome;
   }

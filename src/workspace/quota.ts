@@ -20,6 +20,12 @@ import type { LoopVolumes } from './loop-volumes.ts';
 /** A walk stops counting past this many entries (the quota is long passed by then, or nearly). */
 const MAX_ENTRIES = 2_000_000;
 
+/** The folders of a session the quota counts. */
+export interface QuotaDirs {
+  workspace: string;
+  home: string;
+}
+
 export class WorkspaceQuota {
   /** 0: no quota. */
   readonly limitBytes: number;
@@ -59,28 +65,33 @@ export class WorkspaceQuota {
     return bytes;
   }
 
-  /** The error a session past its quota gets, or undefined when it is within it (or there is none). */
-  async overLimit(dir: string): Promise<RunnerError | undefined> {
-    if (this.limitBytes <= 0) return undefined;
+  /**
+   * What the session's files take: its workspace and its home (the agent's
+   * own folder, transcripts included), so no folder of the agent's is a way
+   * around the quota. `full`: a workspace volume with no room left.
+   */
+  private async measure(dirs: QuotaDirs): Promise<{ used: number; free: number; full: boolean }> {
+    const home = await this.usage(dirs.home);
     if (this.volumes) {
-      const { usedBytes, freeBytes } = await this.volumes.usage(dir);
-      return this.volumes.isFull(freeBytes) ? exceeded(usedBytes, this.limitBytes) : undefined;
+      const volume = await this.volumes.usage(dirs.workspace);
+      return { used: volume.usedBytes + home, free: volume.freeBytes, full: this.volumes.isFull(volume.freeBytes) };
     }
-    const used = await this.usage(dir);
-    return used > this.limitBytes ? exceeded(used, this.limitBytes) : undefined;
+    return { used: (await this.usage(dirs.workspace)) + home, free: Infinity, full: false };
+  }
+
+  /** The error a session past its quota gets, or undefined when it is within it (or there is none). */
+  async overLimit(dirs: QuotaDirs): Promise<RunnerError | undefined> {
+    if (this.limitBytes <= 0) return undefined;
+    const { used, full } = await this.measure(dirs);
+    return full || used > this.limitBytes ? exceeded(used, this.limitBytes) : undefined;
   }
 
   /** What an upload may still take (Infinity without a quota); DISK_QUOTA_EXCEEDED when nothing is left. */
-  async remaining(dir: string): Promise<number> {
+  async remaining(dirs: QuotaDirs): Promise<number> {
     if (this.limitBytes <= 0) return Infinity;
-    if (this.volumes) {
-      const { usedBytes, freeBytes } = await this.volumes.usage(dir);
-      if (this.volumes.isFull(freeBytes)) throw exceeded(usedBytes, this.limitBytes);
-      return freeBytes;
-    }
-    const used = await this.usage(dir);
-    if (used >= this.limitBytes) throw exceeded(used, this.limitBytes);
-    return this.limitBytes - used;
+    const { used, free, full } = await this.measure(dirs);
+    if (full || used >= this.limitBytes) throw exceeded(used, this.limitBytes);
+    return Math.min(free, this.limitBytes - used);
   }
 }
 
@@ -88,7 +99,7 @@ function exceeded(used: number, limit: number): RunnerError {
   const mib = (n: number): string => (n / 1024 / 1024).toFixed(1);
   return new RunnerError(
     'DISK_QUOTA_EXCEEDED',
-    `The session's workspace takes ${mib(used)} MiB of its ${mib(limit)} MiB quota (SANDBOX_DISK): delete files to go on.`,
+    `The session's files take ${mib(used)} MiB of its ${mib(limit)} MiB quota (SANDBOX_DISK): delete files to go on.`,
     { usedBytes: used, limitBytes: limit },
   );
 }

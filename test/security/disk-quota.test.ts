@@ -81,26 +81,29 @@ describe('workspace disk quota', () => {
   });
 });
 
-describe('workspace usage is measured as the disk sees it', () => {
-  test('blocks of files and folders, hard links once, symlinks not followed', async () => {
+describe('a session\'s files are measured as the disk sees them', () => {
+  test('blocks of files and folders, hard links once, symlinks not followed; the home counts too', async () => {
     const { mkdtempSync, writeFileSync, linkSync, symlinkSync, mkdirSync, rmSync } = await import('node:fs');
     const dir = mkdtempSync('/tmp/cr-quota-');
+    const dirs = { workspace: `${dir}/workspace`, home: `${dir}/home` };
     try {
+      mkdirSync(dirs.workspace);
+      mkdirSync(dirs.home);
       const quota = new WorkspaceQuota(3 * MiB);
-      const empty = await quota.usage(dir);
-      writeFileSync(`${dir}/a`, Buffer.alloc(2 * MiB, 1));
-      linkSync(`${dir}/a`, `${dir}/a-again`);
-      symlinkSync('/usr', `${dir}/usr`);
-      mkdirSync(`${dir}/sub`);
-      writeFileSync(`${dir}/sub/b`, Buffer.alloc(512 * 1024, 1));
-      const used = await quota.usage(dir);
-      assert.ok(used >= 2.5 * MiB && used < 2.5 * MiB + 64 * 1024, `used ${used}, empty ${empty}`);
-      assert.equal(await quota.overLimit(dir), undefined);
-      assert.ok((await quota.remaining(dir)) < 0.6 * MiB);
-      writeFileSync(`${dir}/sub/c`, Buffer.alloc(MiB, 1));
-      assert.equal((await quota.overLimit(dir))?.code, 'DISK_QUOTA_EXCEEDED');
-      await assert.rejects(quota.remaining(dir), { code: 'DISK_QUOTA_EXCEEDED' });
-      assert.equal(await new WorkspaceQuota(0).overLimit(dir), undefined, 'no quota, no limit');
+      writeFileSync(`${dirs.workspace}/a`, Buffer.alloc(2 * MiB, 1));
+      linkSync(`${dirs.workspace}/a`, `${dirs.workspace}/a-again`);
+      symlinkSync('/usr', `${dirs.workspace}/usr`);
+      mkdirSync(`${dirs.workspace}/sub`);
+      writeFileSync(`${dirs.workspace}/sub/b`, Buffer.alloc(512 * 1024, 1));
+      const used = await quota.usage(dirs.workspace);
+      assert.ok(used >= 2.5 * MiB && used < 2.5 * MiB + 64 * 1024, `used ${used}`);
+      assert.equal(await quota.overLimit(dirs), undefined);
+      assert.ok((await quota.remaining(dirs)) < 0.6 * MiB);
+      // The agent's home is no way around the quota.
+      writeFileSync(`${dirs.home}/c`, Buffer.alloc(MiB, 1));
+      assert.equal((await quota.overLimit(dirs))?.code, 'DISK_QUOTA_EXCEEDED');
+      await assert.rejects(quota.remaining(dirs), { code: 'DISK_QUOTA_EXCEEDED' });
+      assert.equal(await new WorkspaceQuota(0).overLimit(dirs), undefined, 'no quota, no limit');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
