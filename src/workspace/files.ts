@@ -1,20 +1,38 @@
 /**
- * Workspace files over HTTP: list, read, write, delete inside one session's
- * workspace, and nowhere else. A path is refused when it is absolute, has a
- * ".." or NUL, or resolves (through any symlink the agent made) outside the
- * workspace; the last component is opened with O_NOFOLLOW so a symlink swapped
- * in after the check is not followed either.
+ * Workspace files over HTTP: list, read, write and delete inside one
+ * session's workspace, and nowhere else, even while the agent (which can make
+ * anything there, symlinks included, and swap it at any moment) races us.
  *
- * Owns: host paths of sessions and access to their files. Must not touch:
- * sessions' records or sandboxes (the session service decides when folders change).
+ * How it stays inside: a caller's path is checked lexically first (relative,
+ * no "..", no NUL, at most 1024 characters), then never used as a path again.
+ * The workspace root is opened as a folder (the runner's own path), and every
+ * name of the caller's path is looked up relative to the folder opened just
+ * before it, with O_NOFOLLOW (src/workspace/dir-walk.ts: the /proc/self/fd
+ * walk). Symlinks are therefore never followed, not even ones that point
+ * inside the workspace: a path through a symlink, or naming one for a read or
+ * a write, is INVALID_PATH; listing shows a link as a link and does not enter
+ * it; deleting one removes the link. A folder swapped for a symlink after any
+ * check is refused the same way, because there is no separate check. Reads
+ * open the last name with O_NOFOLLOW|O_NONBLOCK (a FIFO cannot hang us) and
+ * serve only a regular file. Writes go to a new `.upload-<random>` file made
+ * with O_EXCL|O_NOFOLLOW in the open parent folder, bounded by maxBytes, given
+ * to the workspace owner by fchown, then renamed over the name in that same
+ * folder (atomic; rename never follows the last name); missing folders are
+ * made one by one the same way and given to the owner. Deletes unlink or empty
+ * folders through descriptors only (never a recursive rm on a path). Every
+ * descriptor is closed in a finally, on errors and early disconnects too (a
+ * read's stream owns its file's). Needs Linux /proc (checked on first use).
+ *
+ * Owns: access to the files of session workspaces. Must not touch: sessions'
+ * records or sandboxes (the session service decides when folders change),
+ * anything outside the workspace it is given, or a path other than the
+ * workspace root without going through an open folder.
  */
-import { randomBytes } from 'node:crypto';
-import { constants, type ReadStream } from 'node:fs';
-import { chown, lstat, mkdir, open, readdir, readlink, realpath, rename, rm } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { constants, type ReadStream, type Stats } from 'node:fs';
+import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { RunnerError } from '../core/errors.ts';
+import { at, openPath, removeAt, tempName, walkTree, type Owner } from './dir-walk.ts';
 
 export interface FileEntry {
   path: string;
@@ -25,13 +43,10 @@ export interface FileEntry {
 
 const MAX_PATH_LENGTH = 1024;
 const MAX_LIST_ENTRIES = 10_000;
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 
-function isInside(root: string, path: string): boolean {
-  return path === root || path.startsWith(root + sep);
-}
-
-/** The absolute path for a caller's relative path, checked lexically (no filesystem access). */
-export function lexicalPath(root: string, relPath: string): string {
+/** The names of a caller's relative path, checked lexically (no filesystem access). */
+export function pathParts(relPath: string): string[] {
   if (typeof relPath !== 'string' || relPath.length === 0 || relPath.length > MAX_PATH_LENGTH) {
     throw new RunnerError('INVALID_PATH', 'A relative path of 1-1024 characters is required.');
   }
@@ -39,114 +54,115 @@ export function lexicalPath(root: string, relPath: string): string {
     throw new RunnerError('INVALID_PATH', 'The path must be relative to the workspace.');
   }
   if (relPath.split(/[\\/]/).includes('..')) throw new RunnerError('INVALID_PATH', 'The path may not contain "..".');
-  const absolute = resolve(root, relPath);
-  if (!isInside(root, absolute) || absolute === root) throw new RunnerError('INVALID_PATH');
-  return absolute;
+  const parts = relPath.split('/').filter((part) => part !== '' && part !== '.');
+  if (parts.length === 0) throw new RunnerError('INVALID_PATH');
+  return parts;
 }
 
-/**
- * Resolves symlinks of the deepest existing ancestor and checks it is still
- * inside the workspace. A dangling symlink on the way is followed to where it
- * points (realpath fails on it): writing through it would create a file there.
- */
-async function checkRealPath(root: string, absolute: string): Promise<void> {
-  const realRoot = await realpath(root);
-  let probe = absolute;
-  for (let links = 0; ;) {
-    try {
-      const real = await realpath(probe);
-      if (!isInside(realRoot, real)) throw new RunnerError('INVALID_PATH', 'The path leads outside the workspace.');
-      return;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP') throw new RunnerError('INVALID_PATH', 'The path has a symlink loop.');
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
-      const target = await readlink(probe).catch(() => null);
-      if (target === null) {
-        probe = dirname(probe);
-      } else {
-        if (++links > 40) throw new RunnerError('INVALID_PATH', 'The path has too many symlinks.');
-        probe = resolve(dirname(probe), target);
-      }
-    }
-  }
-}
+type Op = 'read' | 'write' | 'remove' | 'list';
 
 /** What a filesystem error on a caller's path means to the caller; other errors pass through (500). */
-function pathError(error: unknown, op: 'read' | 'write' | 'remove' | 'list'): unknown {
+function pathError(error: unknown, op: Op): unknown {
   if (error instanceof RunnerError) return error;
   switch ((error as NodeJS.ErrnoException).code) {
     case 'ENOENT':
       return new RunnerError('FILE_NOT_FOUND');
     case 'ENOTDIR':
     case 'EEXIST':
-      return op === 'write' ? new RunnerError('INVALID_PATH', 'A folder on the path is a file.') : new RunnerError('FILE_NOT_FOUND');
+      if (op === 'write') return new RunnerError('INVALID_PATH', 'A folder on the path is a file.');
+      if (op === 'list') return new RunnerError('INVALID_PATH', 'Not a directory.');
+      return new RunnerError('FILE_NOT_FOUND');
     case 'EISDIR':
-    case 'ENOTEMPTY':
       return new RunnerError('INVALID_PATH', 'The path is a folder.');
+    case 'ENOTEMPTY':
+      return new RunnerError('INVALID_PATH', op === 'remove' ? 'The folder changed while it was being removed.' : 'The path is a folder.');
     case 'ENAMETOOLONG':
       return new RunnerError('INVALID_PATH', 'A name in the path is too long.');
     case 'ELOOP':
-      return new RunnerError('INVALID_PATH', 'The path is a symlink.');
+      return new RunnerError('INVALID_PATH', 'The path is or goes through a symlink (symlinks are not followed).');
+    case 'ENXIO':
+      return new RunnerError('INVALID_PATH', 'Not a regular file.');
+    case 'ENOSPC':
+    case 'EDQUOT':
+      // A loop volume full at SANDBOX_DISK (or the host's disk): the temporary file is gone already.
+      return op === 'write' ? new RunnerError('DISK_QUOTA_EXCEEDED', 'No space is left for the upload.') : error;
     default:
       return error;
   }
 }
 
+async function guarded<T>(op: Op, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw pathError(error, op);
+  }
+}
+
+function entryOf(path: string, info: Stats): FileEntry {
+  const type = info.isSymbolicLink() ? 'symlink' : info.isDirectory() ? 'directory' : 'file';
+  return { path, type, size: info.isFile() ? info.size : 0, modifiedAt: Math.round(info.mtimeMs) };
+}
+
+/** Writes the whole body to `file`, refusing it past maxBytes; the size written. */
+async function copyLimited(body: Readable, file: FileHandle, maxBytes: number): Promise<number> {
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer | string>) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    size += bytes.length;
+    if (size > maxBytes) throw new RunnerError('PAYLOAD_TOO_LARGE', `Uploads are limited to ${maxBytes} bytes.`);
+    for (let offset = 0; offset < bytes.length;) offset += (await file.write(bytes, offset, bytes.length - offset)).bytesWritten;
+  }
+  return size;
+}
+
 export class WorkspaceFiles {
+  /**
+   * The entries below `relDir` (the whole workspace without it), depth first,
+   * at most 10,000. Symlinks are listed, not entered; folders whose own path
+   * is past 1024 characters are listed but not entered (no path there could
+   * be asked for); entries that vanish while listed are left out.
+   */
   async list(root: string, relDir?: string): Promise<FileEntry[]> {
-    return this.listIn(root, relDir).catch((error: unknown) => { throw pathError(error, 'list'); });
+    return guarded('list', async () => {
+      const parts = relDir ? pathParts(relDir) : [];
+      const prefix = parts.length > 0 ? `${parts.join('/')}/` : '';
+      const start = await openPath(root, parts);
+      const entries: FileEntry[] = [];
+      try {
+        await walkTree(start, (path, info) => {
+          if (entries.length >= MAX_LIST_ENTRIES) return 'stop';
+          entries.push(entryOf(prefix + path, info));
+          return (prefix + path).length <= MAX_PATH_LENGTH ? 'descend' : 'next';
+        });
+      } finally {
+        await start.close();
+      }
+      return entries;
+    });
   }
 
-  private async listIn(root: string, relDir?: string): Promise<FileEntry[]> {
-    const start = relDir ? lexicalPath(root, relDir) : root;
-    await checkRealPath(root, start);
-    const entries: FileEntry[] = [];
-    const walk = async (dir: string): Promise<void> => {
-      let names: string[];
+  /** A regular file's bytes; the stream owns the file's descriptor and closes it when it ends or is destroyed. */
+  async read(root: string, relPath: string): Promise<{ stream: ReadStream; size: number }> {
+    return guarded('read', async () => {
+      const parts = pathParts(relPath);
+      const name = parts.pop()!;
+      const dir = await openPath(root, parts);
+      let file: FileHandle;
       try {
-        names = (await readdir(dir)).sort();
+        file = await open(at(dir, name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+      } finally {
+        await dir.close();
+      }
+      try {
+        const info = await file.stat();
+        if (!info.isFile()) throw new RunnerError('INVALID_PATH', 'Not a regular file.');
+        return { stream: file.createReadStream(), size: info.size };
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new RunnerError('FILE_NOT_FOUND');
-        if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') throw new RunnerError('INVALID_PATH', 'Not a directory.');
+        await file.close();
         throw error;
       }
-      for (const name of names) {
-        if (entries.length >= MAX_LIST_ENTRIES) return;
-        const full = join(dir, name);
-        const info = await lstat(full);
-        const type = info.isSymbolicLink() ? 'symlink' : info.isDirectory() ? 'directory' : 'file';
-        entries.push({ path: relative(root, full), type, size: info.isFile() ? info.size : 0, modifiedAt: Math.round(info.mtimeMs) });
-        if (type === 'directory') await walk(full);
-      }
-    };
-    await walk(start);
-    return entries;
-  }
-
-  async read(root: string, relPath: string): Promise<{ stream: ReadStream; size: number }> {
-    return this.readIn(root, relPath).catch((error: unknown) => { throw pathError(error, 'read'); });
-  }
-
-  private async readIn(root: string, relPath: string): Promise<{ stream: ReadStream; size: number }> {
-    const absolute = lexicalPath(root, relPath);
-    await checkRealPath(root, absolute);
-    let handle;
-    try {
-      handle = await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new RunnerError('FILE_NOT_FOUND');
-      if (code === 'ELOOP') throw new RunnerError('INVALID_PATH', 'The path is a symlink.');
-      throw error;
-    }
-    const info = await handle.stat();
-    if (!info.isFile()) {
-      await handle.close();
-      throw new RunnerError('INVALID_PATH', 'Not a regular file.');
-    }
-    // The stream owns the FileHandle and closes it; a bare fd would be closed a second time when the handle is collected.
-    return { stream: handle.createReadStream(), size: info.size };
+    });
   }
 
   /** Writes atomically (temp file + rename), creating parent folders; returns the size written. */
@@ -154,56 +170,54 @@ export class WorkspaceFiles {
     root: string,
     relPath: string,
     body: Readable,
-    options: { maxBytes: number; owner?: { uid: number; gid: number } | undefined },
+    options: { maxBytes: number; owner?: Owner | undefined },
   ): Promise<number> {
-    return this.writeIn(root, relPath, body, options).catch((error: unknown) => { throw pathError(error, 'write'); });
-  }
-
-  private async writeIn(
-    root: string,
-    relPath: string,
-    body: Readable,
-    options: { maxBytes: number; owner?: { uid: number; gid: number } | undefined },
-  ): Promise<number> {
-    const absolute = lexicalPath(root, relPath);
-    await checkRealPath(root, absolute);
-    await mkdir(dirname(absolute), { recursive: true });
-    await checkRealPath(root, dirname(absolute));
-    // A short unique name next to the target: concurrent uploads of one path never collide, a long name still fits.
-    const temp = join(dirname(absolute), `.upload-${randomBytes(8).toString('hex')}`);
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
-    let size = 0;
-    try {
-      const out = handle.createWriteStream();
-      await pipeline(body, async function* (chunks: AsyncIterable<Buffer>) {
-        for await (const chunk of chunks) {
-          size += chunk.length;
-          if (size > options.maxBytes) throw new RunnerError('PAYLOAD_TOO_LARGE', `Uploads are limited to ${options.maxBytes} bytes.`);
-          yield chunk;
+    return guarded('write', async () => {
+      const parts = pathParts(relPath);
+      const name = parts.pop()!;
+      const dir = await openPath(root, parts, { owner: options.owner });
+      try {
+        const existing = await lstat(at(dir, name)).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return undefined;
+          throw error;
+        });
+        // Renaming over a symlink would replace the link, not follow it; refused anyway, as a read of it is.
+        if (existing?.isSymbolicLink()) throw new RunnerError('INVALID_PATH', 'The path is a symlink (symlinks are not followed).');
+        if (existing?.isDirectory()) throw new RunnerError('INVALID_PATH', 'The path is a folder.');
+        // A short unique name next to the target: concurrent uploads of one path never collide, a long name still fits.
+        const temp = tempName('.upload-');
+        const file = await open(at(dir, temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
+        try {
+          let size: number;
+          try {
+            size = await copyLimited(body, file, options.maxBytes);
+            if (options.owner) await file.chown(options.owner.uid, options.owner.gid);
+          } finally {
+            await file.close();
+          }
+          await rename(at(dir, temp), at(dir, name));
+          return size;
+        } catch (error) {
+          await unlink(at(dir, temp)).catch(() => undefined);
+          throw error;
         }
-      }, out);
-      if (options.owner) await chown(temp, options.owner.uid, options.owner.gid);
-      // rename replaces a symlink at the target instead of following it.
-      await rename(temp, absolute);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    }
-    return size;
+      } finally {
+        await dir.close();
+      }
+    });
   }
 
+  /** Deletes a file, a symlink (never its target) or a folder with everything in it. */
   async remove(root: string, relPath: string): Promise<void> {
-    return this.removeIn(root, relPath).catch((error: unknown) => { throw pathError(error, 'remove'); });
-  }
-
-  private async removeIn(root: string, relPath: string): Promise<void> {
-    const absolute = lexicalPath(root, relPath);
-    await checkRealPath(root, dirname(absolute));
-    try {
-      await lstat(absolute);
-    } catch {
-      throw new RunnerError('FILE_NOT_FOUND');
-    }
-    await rm(absolute, { recursive: true, force: true });
+    return guarded('remove', async () => {
+      const parts = pathParts(relPath);
+      const name = parts.pop()!;
+      const dir = await openPath(root, parts);
+      try {
+        await removeAt(dir, name);
+      } finally {
+        await dir.close();
+      }
+    });
   }
 }

@@ -2,7 +2,9 @@
  * The workspace file API: bytes go in and out exactly, uploads are bounded,
  * and no path (traversal, absolute, encoded, NUL) or symlink the agent made
  * (to /etc, to another session's workspace, dangling) reaches outside the
- * session's workspace, for list, read, write and delete.
+ * session's workspace, for list, read, write and delete. Symlinks are never
+ * followed, not even to a place inside the workspace. (The same under an
+ * agent racing the API: test/security/file-race.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -184,8 +186,17 @@ describe('workspace files', () => {
     const delOther = await h.api('/session/files/files/other-link', { method: 'DELETE' });
     assert.equal(delOther.status, 200);
     assert.equal(readFileSync(join(otherWorkspace, 'secret.txt'), 'utf8'), 'other-session-secret');
-    // A link to a place inside the workspace works.
+    // A link is never followed, even one to a place inside the workspace (the agent could re-point it at any moment).
     assert.equal((await get('inner-link/../mine.txt')).status, 400, '".." stays refused even through an inside link');
+    assert.equal((await put('sub/inside.txt', 'inside')).status, 201);
+    assert.equal((await get('sub/inside.txt')).body.toString(), 'inside');
+    for (const [method, path] of [['GET', 'inner-link/inside.txt'], ['PUT', 'inner-link/new.txt'], ['DELETE', 'inner-link/inside.txt'], ['GET', '?path=inner-link']] as const) {
+      const res = await rawRequest(h.url, method, path.startsWith('?') ? `${base}${path}` : `${base}/${path}`, method === 'PUT' ? 'x' : undefined);
+      assert.equal(res.status, 400, `${method} ${path}`);
+      assert.equal(res.json.error.code, 'INVALID_PATH');
+    }
+    assert.equal(readFileSync(join(workspace, 'sub', 'inside.txt'), 'utf8'), 'inside');
+    assert.equal(existsSync(join(workspace, 'sub', 'new.txt')), false);
   });
 
   test('missing files and sessions are 404; deleting a file and a folder works', async () => {

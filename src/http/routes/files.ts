@@ -1,6 +1,7 @@
 /**
  * Workspace files: list, download, upload (raw bytes, any content type),
- * delete. Paths are checked by src/workspace/files.ts, never here.
+ * delete. Paths are checked, and walked without following any symlink, by
+ * src/workspace/files.ts, never here.
  */
 import type { FastifyInstance } from 'fastify';
 import { Readable } from 'node:stream';
