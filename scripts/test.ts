@@ -40,12 +40,16 @@ const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${proc
 });
 
 // Whatever this run's tests created must be gone; other runs on the same engine are not touched.
-const leftovers = (await docker.listContainers({ all: true, filters: { label: ['dev.claude-runner.instance'] } }))
+// The first client's kept-alive connection sat idle through the whole run, and spawnSync blocked the event
+// loop meanwhile: let it see that the engine closed it (else the next call writes to it: EPIPE), then ask anew.
+await new Promise((resolve) => setTimeout(resolve, 200));
+const engine = new Docker();
+const leftovers = (await engine.listContainers({ all: true, filters: { label: ['dev.claude-runner.instance'] } }))
   .filter((c) => (c.Labels['dev.claude-runner.instance'] ?? '').startsWith(`t${run}`));
 if (leftovers.length > 0) {
   const described = leftovers.map((c) => `${c.Names[0]} (runner ${c.Labels['dev.claude-runner.instance']}, session ${c.Labels['dev.claude-runner.session-id']}, ${c.State})`);
   console.error(`Tests left ${leftovers.length} container(s) behind: ${described.join('; ')}`);
-  for (const c of leftovers) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  for (const c of leftovers) await engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   process.exit(1);
 }
 process.exit(result.status ?? 1);

@@ -160,7 +160,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     execution, logger,
   });
   const sessions = new SessionService({
-    store, events, sandbox, runtime, templates, dirs,
+    store, events, sandbox, runtime, templates, dirs, quota,
     // `tasks` is built below; reset and delete call this only once requests flow.
     stopTasks: async (sessionKey) => {
       await tasks.abortSessionByKey(sessionKey, new RunnerError('TASK_ABORTED', 'The session was reset or deleted.'));

@@ -16,6 +16,7 @@ import type { SandboxDriver } from '../core/ports/sandbox.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
 import type { TemplateCatalog } from '../templates/catalog.ts';
+import type { WorkspaceQuota } from '../workspace/quota.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
 import { KeyedLock } from './keyed-lock.ts';
 
@@ -26,6 +27,7 @@ export interface SessionServiceDeps {
   runtime: AgentRuntime;
   templates: TemplateCatalog;
   dirs: SessionDirectories;
+  quota: WorkspaceQuota;
   /** Ends the session's queued tasks and stops its running one (the task service's). */
   stopTasks(sessionKey: string): Promise<void>;
   maxSessions: number;
@@ -127,6 +129,11 @@ export class SessionService {
 
   workspaceDir(session: Session): string {
     return this.deps.dirs.of(session.key).workspace;
+  }
+
+  /** What an upload may still take under the session's disk quota; DISK_QUOTA_EXCEEDED when nothing. */
+  uploadRoom(session: Session): Promise<number> {
+    return this.deps.quota.remaining(this.deps.dirs.of(session.key));
   }
 
   /** A fresh copy of the template, memory forgotten, turns 0; same id, same template. */

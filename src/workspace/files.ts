@@ -104,13 +104,22 @@ function entryOf(path: string, info: Stats): FileEntry {
   return { path, type, size: info.isFile() ? info.size : 0, modifiedAt: Math.round(info.mtimeMs) };
 }
 
-/** Writes the whole body to `file`, refusing it past maxBytes; the size written. */
-async function copyLimited(body: Readable, file: FileHandle, maxBytes: number): Promise<number> {
+/** What an upload may take: the upload limit, and the room the session's disk quota leaves. */
+export interface UploadLimits {
+  maxBytes: number;
+  roomBytes?: number;
+  owner?: Owner | undefined;
+}
+
+/** Writes the whole body to `file`, refusing it past the limits; the size written. */
+async function copyLimited(body: Readable, file: FileHandle, limits: UploadLimits): Promise<number> {
+  const { maxBytes, roomBytes = Infinity } = limits;
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer | string>) {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     size += bytes.length;
     if (size > maxBytes) throw new RunnerError('PAYLOAD_TOO_LARGE', `Uploads are limited to ${maxBytes} bytes.`);
+    if (size > roomBytes) throw new RunnerError('DISK_QUOTA_EXCEEDED', `The session's disk quota leaves room for ${roomBytes} bytes: delete files to go on.`);
     for (let offset = 0; offset < bytes.length;) offset += (await file.write(bytes, offset, bytes.length - offset)).bytesWritten;
   }
   return size;
@@ -170,7 +179,7 @@ export class WorkspaceFiles {
     root: string,
     relPath: string,
     body: Readable,
-    options: { maxBytes: number; owner?: Owner | undefined },
+    options: UploadLimits,
   ): Promise<number> {
     return guarded('write', async () => {
       const parts = pathParts(relPath);
@@ -190,7 +199,7 @@ export class WorkspaceFiles {
         try {
           let size: number;
           try {
-            size = await copyLimited(body, file, options.maxBytes);
+            size = await copyLimited(body, file, options);
             if (options.owner) await file.chown(options.owner.uid, options.owner.gid);
           } finally {
             await file.close();

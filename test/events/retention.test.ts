@@ -81,7 +81,7 @@ describe('retention by count', () => {
 describe('retention by age', () => {
   let h: Harness;
   before(async () => {
-    h = await startHarness({ rules: RULES, env: { EVENTS_MAX_AGE_MS: '1500', EVENTS_TRIM_INTERVAL_MS: '50' } });
+    h = await startHarness({ rules: RULES, env: { EVENTS_MAX_AGE_MS: '5000', EVENTS_TRIM_INTERVAL_MS: '50' } });
   });
   after(async () => h?.close());
 
@@ -92,7 +92,7 @@ describe('retention by age', () => {
     const key = await sessionKey(h, sessionId);
     const lastSeq = (await h.runner.store.eventBounds(key)).lastSeq;
     assert.ok((await storedFrames(h.runner, sessionId)).length === lastSeq, 'nothing trimmed yet');
-    await eventually(async () => ((await h.runner.store.eventBounds(key)).firstSeq === 0 ? true : undefined), 10_000, 'every event to age out');
+    await eventually(async () => ((await h.runner.store.eventBounds(key)).firstSeq === 0 ? true : undefined), 20_000, 'every event to age out');
     assert.deepEqual(await storedFrames(h.runner, sessionId), []);
 
     const ws = await WsClient.open(h.url, sessionId, '?after=2');

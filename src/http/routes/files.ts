@@ -31,9 +31,11 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
   app.put('/session/:sessionId/files/*', async (request, reply) => {
     const { sessionId, '*': path } = request.params as { sessionId: string; '*': string };
-    const root = await workspaceOf(request.caller.tenantId, sessionId);
+    const session = await deps.sessions.get(request.caller.tenantId, sessionId);
     const body = (request.body as Readable | undefined) ?? Readable.from([]);
-    const size = await deps.files.write(root, path, body, { maxBytes: deps.fileUploadLimitBytes, owner: deps.workspaceOwner });
+    const size = await deps.files.write(deps.sessions.workspaceDir(session), path, body, {
+      maxBytes: deps.fileUploadLimitBytes, roomBytes: await deps.sessions.uploadRoom(session), owner: deps.workspaceOwner,
+    });
     return reply.code(201).send({ sessionId, path, size });
   });
 
