@@ -59,7 +59,7 @@ import {
 import { checkEngine } from './engine-check.ts';
 import { EngineEvents } from './engine-events.ts';
 import { imageMissingMessage, isConflict, isMissingNetwork, isNotFound, isNotModified, toRunnerError } from './errors.ts';
-import { DockerExecProcess, type SandboxLogger } from './exec-process.ts';
+import { DockerExecProcess, SessionProcesses, type SandboxLogger } from './exec-process.ts';
 import { prepareHostDirs } from './host-dirs.ts';
 import { OpenNetwork } from './open-network.ts';
 import { DEFAULT_IMAGE, silentLogger, type DockerSandboxDriverOptions } from './options.ts';
@@ -95,6 +95,7 @@ export class DockerSandboxDriver implements SandboxDriver {
   #network: OpenNetwork;
   #counters: CgroupCounters;
   #watchers: SandboxWatchers;
+  #processes = new SessionProcesses();
   /** Runs one of the driver's own short commands in a container (capture.ts). */
   #capture = (request: CaptureRequest): Promise<CaptureResult> => capture(this.docker, request);
 
@@ -290,7 +291,7 @@ export class DockerSandboxDriver implements SandboxDriver {
   }
 
   exec(handle: SandboxHandle, command: string[], options: ExecOptions): SandboxProcess {
-    return new DockerExecProcess({
+    return this.#processes.track(handle.sessionKey, new DockerExecProcess({
       docker: this.docker,
       containerId: handle.id,
       sessionKey: handle.sessionKey,
@@ -306,7 +307,7 @@ export class DockerSandboxDriver implements SandboxDriver {
         if (result.exitCode !== 0) throw new Error(`kill exited with ${result.exitCode}: ${result.stderr.trim()}`);
       },
       toError: (error, action) => this.#error(error, action, handle.sessionKey),
-    });
+    }));
   }
 
   async killAgentProcesses(handle: SandboxHandle): Promise<void> {
@@ -366,9 +367,9 @@ export class DockerSandboxDriver implements SandboxDriver {
         await this.docker.getContainer(containerName(sessionKey)).stop({ t: 0 });
         this.#logger.debug({ sessionKey }, 'sandbox: stopped');
       } catch (error) {
-        if (isNotFound(error) || isNotModified(error)) return;
-        throw this.#error(error, 'stop the container', sessionKey);
+        if (!isNotFound(error) && !isNotModified(error)) throw this.#error(error, 'stop the container', sessionKey);
       }
+      this.#processes.containerStopped(sessionKey);
     });
   }
 
@@ -377,6 +378,7 @@ export class DockerSandboxDriver implements SandboxDriver {
     this.#counters.forgetSession(sessionKey);
     return this.#serialize(sessionKey, async () => {
       await this.#forceRemove(containerName(sessionKey), sessionKey);
+      this.#processes.containerStopped(sessionKey);
       this.#logger.debug({ sessionKey }, 'sandbox: removed');
     });
   }

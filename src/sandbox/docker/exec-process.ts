@@ -89,6 +89,7 @@ export class DockerExecProcess extends EventEmitter implements SandboxProcess {
    * and no pid line ever comes: that text then goes to onStderr instead.
    */
   #heldStdout: Buffer[] | null = [];
+  #socket: Duplex | null = null;
 
   constructor(deps: ExecProcessDeps) {
     super();
@@ -161,7 +162,17 @@ export class DockerExecProcess extends EventEmitter implements SandboxProcess {
     }
   }
 
+  /**
+   * Its container stopped: the stream is closed, and the exit follows. Some
+   * runtimes (gVisor) leave an exec's stream open after its container stops,
+   * which would hold the process and the runner open for good.
+   */
+  containerStopped(): void {
+    this.#socket?.destroy();
+  }
+
   #attach(socket: Duplex, exec: Docker.Exec): void {
+    this.#socket = socket;
     const stdout = this.stdout;
     const stdoutSink = new Writable({
       write: (chunk: Buffer, _encoding, callback) => {
@@ -359,5 +370,25 @@ export class DockerExecProcess extends EventEmitter implements SandboxProcess {
     } finally {
       this.#emitExit(null, null);
     }
+  }
+}
+
+/** The exec'd processes of each session, so a stop of its container ends them all (see containerStopped). */
+export class SessionProcesses {
+  #bySession = new Map<string, Set<DockerExecProcess>>();
+
+  track(sessionKey: string, process: DockerExecProcess): DockerExecProcess {
+    let set = this.#bySession.get(sessionKey);
+    if (!set) this.#bySession.set(sessionKey, (set = new Set()));
+    set.add(process);
+    process.once('exit', () => {
+      set.delete(process);
+      if (set.size === 0 && this.#bySession.get(sessionKey) === set) this.#bySession.delete(sessionKey);
+    });
+    return process;
+  }
+
+  containerStopped(sessionKey: string): void {
+    for (const process of this.#bySession.get(sessionKey) ?? []) process.containerStopped();
   }
 }
