@@ -42,6 +42,8 @@ import { WorkspaceQuota } from './workspace/quota.ts';
 import { SessionDirectories } from './workspace/session-dirs.ts';
 
 const HEALTH_CHECK_CACHE_MS = 3_000;
+/** How often the sandboxes left running between tasks are measured against the disk quota. */
+const DISK_SWEEP_MS = 5_000;
 
 export interface Runner {
   config: Config;
@@ -90,7 +92,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   // DATA_DIR and its sessions/sockets folders are the runner's alone (0700): they hold every tenant's data and gateway sockets.
   // SANDBOX_DISK_MODE=loop: each workspace a filesystem of SANDBOX_DISK bytes, enforced by the kernel.
   const volumes = config.sandbox.diskMode === 'loop' && config.sandbox.diskBytes > 0
-    ? new LoopVolumes(config.sandbox.diskBytes, { uid: AGENT_UID, gid: AGENT_GID })
+    ? new LoopVolumes(config.sandbox.diskBytes)
     : undefined;
   if (volumes) await LoopVolumes.check();
   const dirs = new SessionDirectories(config.dataDir, volumes);
@@ -237,6 +239,14 @@ export async function createRunner(config: Config): Promise<Runner> {
       scheduler.poke();
       timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
         config.idleSweepMs));
+      if (config.sandbox.diskBytes > 0) {
+        let sweeping = false;
+        timers.push(setInterval(() => {
+          if (sweeping) return;
+          sweeping = true;
+          sessions.stopOverQuota().catch((error) => logger.error({ err: error }, 'disk quota sweep failed')).finally(() => { sweeping = false; });
+        }, DISK_SWEEP_MS));
+      }
       const trim = (): void => void store.trimEvents({ maxEventsPerSession: config.events.maxPerSession, maxEventAgeMs: config.events.maxAgeMs }, Date.now())
         .catch((error) => logger.error({ err: error }, 'event retention failed'));
       trim();

@@ -91,7 +91,15 @@ const OPAQUE_CODES: ReadonlySet<ErrorCode> = new Set(['INTERNAL', 'SANDBOX_UNAVA
  * logged) is added to it; `logged` tells whether the caller must log it.
  */
 export function publicError(error: RunnerError, reference: string): { body: ErrorBody; logged: boolean } {
-  if (!OPAQUE_CODES.has(error.code)) return { body: error.toBody(), logged: false };
+  if (!OPAQUE_CODES.has(error.code)) {
+    // An engine's own words (details.docker) are the operator's: to the log, not the answer.
+    const details = error.details as Record<string, unknown> | undefined;
+    if (details && typeof details === 'object' && 'docker' in details) {
+      const { docker: _engine, statusCode: _status, ...rest } = details;
+      return { body: { code: error.code, message: error.message, details: { ...rest, reference } }, logged: true };
+    }
+    return { body: error.toBody(), logged: false };
+  }
   return { body: { code: error.code, message: `${errorTable[error.code].message} (reference ${reference}: the server log has the details)`, details: { reference } }, logged: true };
 }
 

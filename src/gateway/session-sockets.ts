@@ -33,6 +33,7 @@ export class SessionSockets {
   private readonly options: SessionSocketsOptions;
   private readonly attached = new Map<string, Attached>();
   private readonly sessionOfSocket = new WeakMap<Socket, string>();
+  private readonly pending = new Map<string, Promise<void>>();
 
   constructor(options: SessionSocketsOptions) {
     this.options = options;
@@ -53,7 +54,27 @@ export class SessionSockets {
     return [...this.attached.keys()];
   }
 
-  async attach(sessionKey: string, socketDir: string): Promise<void> {
+  /** Attaches and detaches of one session run one after the other: a detach never removes a newer socket. */
+  private serialized(sessionKey: string, fn: () => Promise<void>): Promise<void> {
+    const previous = this.pending.get(sessionKey) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.pending.set(sessionKey, tail);
+    void tail.then(() => {
+      if (this.pending.get(sessionKey) === tail) this.pending.delete(sessionKey);
+    });
+    return next;
+  }
+
+  attach(sessionKey: string, socketDir: string): Promise<void> {
+    return this.serialized(sessionKey, () => this.listen(sessionKey, socketDir));
+  }
+
+  detach(sessionKey: string): Promise<void> {
+    return this.serialized(sessionKey, () => this.unlisten(sessionKey));
+  }
+
+  private async listen(sessionKey: string, socketDir: string): Promise<void> {
     if (this.attached.has(sessionKey)) return;
     const path = join(socketDir, 'gateway.sock');
     await rm(path, { force: true });
@@ -87,7 +108,7 @@ export class SessionSockets {
     }
   }
 
-  async detach(sessionKey: string): Promise<void> {
+  private async unlisten(sessionKey: string): Promise<void> {
     const entry = this.attached.get(sessionKey);
     if (!entry) return;
     this.attached.delete(sessionKey);

@@ -46,9 +46,9 @@ export class CrashRecovery {
 
   async run(): Promise<RecoveryReport> {
     const { logger } = this.deps;
-    const report: RecoveryReport = { interruptedTasks: await this.interruptTasks(), removedFolders: await this.removeOrphanFolders(), removedSandboxes: [], stoppedSandboxes: [] };
+    const report: RecoveryReport = { interruptedTasks: await this.interruptTasks(), removedFolders: [], removedSandboxes: [], stoppedSandboxes: [] };
     if (report.interruptedTasks.length > 0) logger.warn({ tasks: report.interruptedTasks }, 'tasks interrupted by the last shutdown or crash');
-    if (report.removedFolders.length > 0) logger.info({ sessions: report.removedFolders }, 'folders of deleted sessions removed');
+    // Sandboxes first: no agent of a deleted session may still run while its folders are removed.
     try {
       await this.deps.sandbox.check();
       Object.assign(report, await this.reconcileSandboxes());
@@ -59,6 +59,8 @@ export class CrashRecovery {
       report.sandboxError = error instanceof RunnerError ? error.code : 'unavailable';
       logger.error({ err: error }, 'the sandbox backend is not ready: tasks will fail until it is');
     }
+    report.removedFolders = await this.reconcileFolders();
+    if (report.removedFolders.length > 0) logger.info({ sessions: report.removedFolders }, 'folders of deleted sessions removed');
     return report;
   }
 
@@ -72,13 +74,23 @@ export class CrashRecovery {
     return interrupted.map((task) => task.id);
   }
 
-  private async removeOrphanFolders(): Promise<string[]> {
+  /** Removes the folders of sessions that are gone; mounts the others' volumes. One that fails is logged, not fatal. */
+  private async reconcileFolders(): Promise<string[]> {
     const known = new Set(await this.deps.store.listAllSessionKeys());
-    const folders = await this.deps.dirs.listKeys();
-    const orphans = folders.filter((key) => !known.has(key));
-    for (const key of orphans) await this.deps.dirs.remove(key);
-    for (const key of folders) if (known.has(key)) await this.deps.dirs.mount(key);
-    return orphans;
+    const removed: string[] = [];
+    for (const key of await this.deps.dirs.listKeys()) {
+      try {
+        if (known.has(key)) {
+          await this.deps.dirs.mount(key);
+        } else {
+          await this.deps.dirs.remove(key);
+          removed.push(key);
+        }
+      } catch (error) {
+        this.deps.logger.error({ sessionKey: key, err: error }, 'could not put a session\'s folders right at start-up');
+      }
+    }
+    return removed;
   }
 
   private async reconcileSandboxes(): Promise<{ removedSandboxes: string[]; stoppedSandboxes: string[] }> {

@@ -177,6 +177,26 @@ export class SessionService {
     return sweep;
   }
 
+  /**
+   * Between tasks, what an agent left running may still write: sandboxes of
+   * sessions past their disk quota, with no task running, are stopped (the
+   * running ones are watched by their task). Returns the sessions stopped.
+   */
+  async stopOverQuota(): Promise<string[]> {
+    if (this.deps.quota.limitBytes <= 0) return [];
+    const stopped: string[] = [];
+    for (const sandbox of (await this.deps.sandbox.list()).filter((s) => s.running)) {
+      if ((await this.deps.store.oldestUnfinishedTask(sandbox.sessionKey))?.status === 'running') continue;
+      const over = await this.deps.quota.overLimit(this.deps.dirs.of(sandbox.sessionKey)).catch(() => undefined);
+      if (!over) continue;
+      await this.deps.runtime.release(sandbox.sessionKey);
+      await this.deps.sandbox.stop(sandbox.sessionKey);
+      stopped.push(sandbox.sessionKey);
+      this.deps.logger.warn({ sessionKey: sandbox.sessionKey, details: over.details }, 'sandbox stopped between tasks: past its disk quota');
+    }
+    return stopped;
+  }
+
   private async sweepIdle(now: number): Promise<string[]> {
     const before = now - this.deps.idleTimeoutMs;
     const idle = await this.deps.store.listIdleSessions(before);

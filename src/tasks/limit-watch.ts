@@ -56,7 +56,10 @@ export class LimitWatch {
       this.diskTimer = setInterval(() => {
         if (measuring) return;
         measuring = true;
-        quota.overLimit(dirs).then((failure) => failure && fail(failure), () => undefined).finally(() => { measuring = false; });
+        quota.overLimit(dirs)
+          .then((failure) => { if (failure) fail(failure); })
+          .catch(() => undefined)
+          .finally(() => { measuring = false; });
       }, diskPollMs);
       this.diskTimer.unref();
     }

@@ -157,13 +157,13 @@ export class TaskExecution {
       const overQuota = await deps.quota.overLimit(sessionDirs);
       if (overQuota) throw overQuota;
       const network = { mode: template.network.mode ?? deps.defaults.network, allow: template.network.allow };
-      const dirs = sessionDirs;
-      await deps.gateway.attachSession(session.key, dirs.socketDir);
-      checkAborted();
       handle = await deps.sandbox.ensure({
         sessionKey: session.key, tenantId: session.tenantId, sessionId: session.id,
-        workspaceDir: dirs.workspace, homeDir: dirs.home, gatewaySocketDir: dirs.socketDir, network: network.mode,
+        workspaceDir: sessionDirs.workspace, homeDir: sessionDirs.home, gatewaySocketDir: sessionDirs.socketDir, network: network.mode,
       }, signal);
+      // After the sandbox runs: a stop of it that was under way (the cap making room) has closed the old
+      // socket by then, and this one lives until the sandbox stops again. The relay connects on demand.
+      await deps.gateway.attachSession(session.key, sessionDirs.socketDir);
       checkAborted();
       await limits.start(handle, sessionDirs, (failure) => controller.abort(failure));
       const access = await deps.gateway.openTask({

@@ -28,9 +28,10 @@
  * anything outside the workspace it is given, or a path other than the
  * workspace root without going through an open folder.
  */
-import { constants, type ReadStream, type Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { RunnerError } from '../core/errors.ts';
 import { at, openPath, removeAt, tempName, walkTree, type Owner } from './dir-walk.ts';
 
@@ -125,6 +126,31 @@ async function copyLimited(body: Readable, file: FileHandle, limits: UploadLimit
   return size;
 }
 
+/**
+ * The file's first `size` bytes, no more (the answer's Content-Length: bytes
+ * the agent appends meanwhile must not run on into the connection), and an
+ * error, which cuts the connection, when it shrank meanwhile.
+ */
+function exactly(file: FileHandle, size: number): Readable {
+  if (size === 0) {
+    void file.close();
+    return Readable.from([]);
+  }
+  let sent = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      sent += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      callback(sent < size ? new Error(`the file shrank while it was read (${sent} of ${size} bytes)`) : null);
+    },
+  });
+  // The read stream owns the FileHandle and closes it.
+  pipeline(file.createReadStream({ start: 0, end: size - 1 }), counted).catch(() => undefined);
+  return counted;
+}
+
 export class WorkspaceFiles {
   /**
    * The entries below `relDir` (the whole workspace without it), depth first,
@@ -152,7 +178,7 @@ export class WorkspaceFiles {
   }
 
   /** A regular file's bytes; the stream owns the file's descriptor and closes it when it ends or is destroyed. */
-  async read(root: string, relPath: string): Promise<{ stream: ReadStream; size: number }> {
+  async read(root: string, relPath: string): Promise<{ stream: Readable; size: number }> {
     return guarded('read', async () => {
       const parts = pathParts(relPath);
       const name = parts.pop()!;
@@ -166,7 +192,7 @@ export class WorkspaceFiles {
       try {
         const info = await file.stat();
         if (!info.isFile()) throw new RunnerError('INVALID_PATH', 'Not a regular file.');
-        return { stream: file.createReadStream(), size: info.size };
+        return { stream: exactly(file, info.size), size: info.size };
       } catch (error) {
         await file.close();
         throw error;

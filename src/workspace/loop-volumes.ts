@@ -15,7 +15,7 @@
  * Owns: the images and their mounts. Must not touch: what is inside them.
  */
 import { execFile } from 'node:child_process';
-import { access, readFile, rm, rmdir, statfs, truncate, writeFile } from 'node:fs/promises';
+import { access, readFile, realpath, rm, rmdir, statfs, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -26,11 +26,9 @@ const FULL_MARGIN_BYTES = 256 * 1024;
 
 export class LoopVolumes {
   readonly sizeBytes: number;
-  private readonly owner: { uid: number; gid: number };
 
-  constructor(sizeBytes: number, owner: { uid: number; gid: number }) {
+  constructor(sizeBytes: number) {
     this.sizeBytes = sizeBytes;
-    this.owner = owner;
   }
 
   /** Checks this machine can make and mount loop volumes; throws what is missing. */
@@ -39,9 +37,7 @@ export class LoopVolumes {
     for (const tool of ['mkfs.ext4', 'mount', 'umount']) {
       await run('which', [tool]).catch(() => { throw new Error(`SANDBOX_DISK_MODE=loop needs ${tool} (e2fsprogs, mount)`); });
     }
-    await readFile('/dev/loop-control').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') throw new Error('SANDBOX_DISK_MODE=loop needs loop devices (/dev/loop-control is missing)');
-    });
+    await access('/dev/loop-control').catch(() => { throw new Error('SANDBOX_DISK_MODE=loop needs loop devices (/dev/loop-control is missing)'); });
   }
 
   static imageOf(root: string): string {
@@ -61,10 +57,10 @@ export class LoopVolumes {
     if (fresh) {
       await writeFile(image, '', { mode: 0o600 });
       await truncate(image, this.sizeBytes);
-      // No reserved blocks; a small journal (none on small volumes, where it would take a good part);
-      // the root folder belongs to the agent from the start.
+      // No reserved blocks; a small journal (none on small volumes, where it would take a good part).
+      // Its root stays root's until the sandbox driver hands the whole tree, template copy included, to the agent.
       const journal = this.sizeBytes >= 256 * 1024 * 1024 ? ['-J', 'size=4'] : ['-O', '^has_journal'];
-      await run('mkfs.ext4', ['-q', '-F', '-m', '0', ...journal, '-E', `root_owner=${this.owner.uid}:${this.owner.gid},nodiscard`, image]);
+      await run('mkfs.ext4', ['-q', '-F', '-m', '0', ...journal, '-E', 'nodiscard', image]);
     }
     await run('mount', ['-o', 'loop,nodev,nosuid,noatime', image, workspace]);
     if (fresh) await rmdir(join(workspace, 'lost+found')).catch(() => undefined);
@@ -97,7 +93,9 @@ async function exists(path: string): Promise<boolean> {
 
 /** Mount points as /proc/self/mountinfo names them (octal escapes for spaces and the like). */
 export async function isMountPoint(path: string): Promise<boolean> {
+  // Mountinfo names the real path: DATA_DIR may be reached through a symlink.
+  const real = await realpath(path).catch(() => path);
   const info = await readFile('/proc/self/mountinfo', 'utf8');
   const unescape = (field: string): string => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-  return info.split('\n').some((line) => unescape(line.split(' ')[4] ?? '') === path);
+  return info.split('\n').some((line) => unescape(line.split(' ')[4] ?? '') === real);
 }

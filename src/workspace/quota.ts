@@ -12,12 +12,11 @@
  * Owns: measuring workspaces against the quota. Must not touch: the files
  * themselves (files.ts), tasks or sandboxes (it only answers).
  */
-import { opendir, lstat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { RunnerError } from '../core/errors.ts';
-import type { LoopVolumes } from './loop-volumes.ts';
+import { openRoot, walkTree } from './dir-walk.ts';
+import { isMountPoint, type LoopVolumes } from './loop-volumes.ts';
 
-/** A walk stops counting past this many entries (the quota is long passed by then, or nearly). */
+/** A walk stops counting past this many entries: so many files count as past the quota. */
 const MAX_ENTRIES = 2_000_000;
 
 /** The folders of a session the quota counts. */
@@ -37,31 +36,35 @@ export class WorkspaceQuota {
     this.volumes = volumes;
   }
 
-  /** Bytes the folder takes on disk, counted in 512-byte blocks as the filesystem allocated them. */
+  /**
+   * Bytes the folder takes on disk, counted in 512-byte blocks as the
+   * filesystem allocated them: walked by open descriptors (dir-walk.ts), so a
+   * folder the agent swaps for a symlink meanwhile is never followed out.
+   * A tree past MAX_ENTRIES counts as past any quota (files nobody counted).
+   */
   async usage(dir: string): Promise<number> {
     const seen = new Set<string>();
     let bytes = 0;
     let entries = 0;
-    const walk = async (path: string): Promise<void> => {
-      let folder;
-      try {
-        folder = await opendir(path);
-      } catch {
-        return; // gone or swapped meanwhile: the next measure sees it
-      }
-      for await (const entry of folder) {
-        if (++entries > MAX_ENTRIES) return;
-        const full = join(path, entry.name);
-        const info = await lstat(full).catch(() => null);
-        if (!info) continue;
-        const inode = `${info.dev}:${info.ino}`;
-        if (info.nlink > 1 && seen.has(inode)) continue;
-        if (info.nlink > 1) seen.add(inode);
+    const root = await openRoot(dir).catch(() => null);
+    if (!root) return 0;
+    try {
+      await walkTree(root, (_path, info) => {
+        if (++entries > MAX_ENTRIES) {
+          bytes = Infinity;
+          return 'stop';
+        }
+        if (info.nlink > 1 && !info.isDirectory()) {
+          const inode = `${info.dev}:${info.ino}`;
+          if (seen.has(inode)) return 'next';
+          seen.add(inode);
+        }
         bytes += info.blocks * 512;
-        if (info.isDirectory()) await walk(full);
-      }
-    };
-    await walk(dir);
+        return 'descend';
+      });
+    } finally {
+      await root.close();
+    }
     return bytes;
   }
 
@@ -72,7 +75,8 @@ export class WorkspaceQuota {
    */
   private async measure(dirs: QuotaDirs): Promise<{ used: number; free: number; full: boolean }> {
     const home = await this.usage(dirs.home);
-    if (this.volumes) {
+    // A session from before loop mode has a plain folder: measured like any other.
+    if (this.volumes && (await isMountPoint(dirs.workspace))) {
       const volume = await this.volumes.usage(dirs.workspace);
       return { used: volume.usedBytes + home, free: volume.freeBytes, full: this.volumes.isFull(volume.freeBytes) };
     }

@@ -14,8 +14,8 @@ import { errorTable } from '../../src/core/errors.ts';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { isMountPoint, LoopVolumes } from '../../src/workspace/loop-volumes.ts';
 import { WorkspaceQuota } from '../../src/workspace/quota.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
-import { rawRequest, readDb } from '../sessions/support.ts';
+import { eventually, startHarness, type Harness } from '../support/harness.ts';
+import { containerOf, rawRequest, readDb } from '../sessions/support.ts';
 import { lastToolResults } from './support.ts';
 
 const MiB = 1024 * 1024;
@@ -30,6 +30,8 @@ describe('workspace disk quota', () => {
         rule('dq-fill', bash('for i in 1 2 3 4 5 6; do head -c 4000000 /dev/urandom > /workspace/big-$i; sleep 1; done; echo filled; sleep 30'), text('never')),
         rule('dq-small', bash('head -c 100000 /dev/urandom > /workspace/small && echo small-ok'), text('small done')),
         rule('dq-after', bash('ls /workspace | tr "\\n" " "; echo; echo after-ok'), text('after done')),
+        // Left running after its task: it writes past the quota while no task runs.
+        rule('dq-background', bash('(sleep 1; head -c 12000000 /dev/urandom > /workspace/bg) > /dev/null 2>&1 & echo started'), text('started in the background')),
       ],
     });
   });
@@ -70,6 +72,19 @@ describe('workspace disk quota', () => {
     const again = await h.api('/task', { method: 'POST', json: { sessionId: 'dq-greedy', message: 'dq-after' } });
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.match(lastToolResults(h.model, 'dq-after'), /after-ok/);
+  });
+
+  test('a writer the agent left running after its task is stopped between tasks', async () => {
+    const started = await h.api('/task', { method: 'POST', json: { sessionId: 'dq-bg', message: 'dq-background' } });
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    // The sweep (every 5 s) finds the workspace past its quota and stops the sandbox, and what runs in it.
+    const stopped = await eventually(async () => {
+      const container = await containerOf(h.runnerId, 'dq-bg');
+      return container && container.State !== 'running' ? container : undefined;
+    }, 30_000, 'the sandbox past its quota to be stopped');
+    assert.ok(stopped);
+    const refused = await h.api('/task', { method: 'POST', json: { sessionId: 'dq-bg', message: 'dq-after' } });
+    assert.equal(refused.status, 507, JSON.stringify(refused.body));
   });
 
   test('an upload may take only what is left of the quota', async () => {
@@ -142,6 +157,11 @@ describe('workspace disk quota on loop volumes (SANDBOX_DISK_MODE=loop)', { skip
     const filled = await h.api('/task', { method: 'POST', json: { sessionId: 'dql-a', message: 'dql-fill' } });
     assert.equal(filled.status, 507, JSON.stringify(filled.body));
     assert.equal(filled.body.error.code, 'DISK_QUOTA_EXCEEDED');
+    // The kernel refused what did not fit: the files written add up to less than the volume, one of them cut short.
+    const written = ((await h.api('/session/dql-a/files')).body.files as Array<{ path: string; size: number }>).filter((f) => f.path.startsWith('big-'));
+    const total = written.reduce((sum, f) => sum + f.size, 0);
+    assert.ok(written.length >= 3 && total < 16 * MiB, JSON.stringify(written));
+    assert.ok(written.some((f) => f.size < 4_000_000), `a write was cut short: ${JSON.stringify(written)}`);
     const workspace = join(h.dataDir, 'sessions', sessionKeyOf(h.dataDir, 'dql-a'), 'workspace');
     assert.ok(await isMountPoint(workspace), 'the workspace is a volume of its own');
     const size = (await statfs(workspace)).blocks * (await statfs(workspace)).bsize;

@@ -68,7 +68,8 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     });
     if (!created) reply.header('idempotent-replay', 'true');
     if (!body.wait) return reply.code(202).send(acceptedView(task));
-    const answered = new Promise<void>((resolve) => reply.raw.once('close', () => resolve()));
+    // A caller already gone has nothing left to be answered ('close' fired already: do not wait for it).
+    const answered = reply.raw.closed ? Promise.resolve() : new Promise<void>((resolve) => reply.raw.once('close', () => resolve()));
     answering.add(answered);
     void answered.then(() => answering.delete(answered));
     let final: Task;

@@ -66,7 +66,7 @@ export function toRunnerError(error: unknown, context: ErrorContext): RunnerErro
     return new RunnerError('SANDBOX_UNAVAILABLE', `A folder or file to mount into the sandbox${where} is missing: ${message}`, details);
   }
   if (/resource temporarily unavailable|cannot allocate memory|out of memory/i.test(message)) {
-    return new RunnerError('SANDBOX_LIMIT', `The sandbox${where} hit a resource limit: ${message}`, details);
+    return new RunnerError('SANDBOX_LIMIT', 'The sandbox hit a resource limit (memory or processes) before it could run the command.', details);
   }
   if (e.statusCode !== undefined && e.statusCode >= 500 && /cannot connect|is the docker daemon running/i.test(message)) {
     return new RunnerError('SANDBOX_UNAVAILABLE', unavailableMessage(message, context.socketPath), details);
