@@ -150,8 +150,10 @@ export function defineSessionTests(getStore: () => Store): void {
     assert.equal(await store.finishTask('p1', 'runner-1', makeOutcome({ costUsd: 1, usage: usage(20) }), { turn: true }), true);
     assert.equal((await store.getSessionByKey('key-1'))?.totalCostUsd, 1);
     assert.equal((await store.getTask('p1'))?.costUsd, 1);
-    await store.recordTaskSpend('p1', { costUsd: 5, usage: usage(1) });
-    assert.equal((await store.getSessionByKey('key-1'))?.totalCostUsd, 1, 'a finished task spends nothing more');
+    // A call cut at the end and metered later still counts, on the task and its session alike.
+    await store.recordTaskSpend('p1', { costUsd: 0.5, usage: usage(1) });
+    assert.equal((await store.getSessionByKey('key-1'))?.totalCostUsd, 1.5);
+    assert.equal((await store.getTask('p1'))?.costUsd, 1.5);
   });
 
   test('a task interrupted elsewhere keeps its status; the session still gets its activity and its whole cost', async () => {

@@ -95,7 +95,8 @@ export interface Store {
   /**
    * Adds one model call's spend to a running task and to its session's total,
    * atomically, as the call ends: a task cut short by a crash still shows what
-   * it spent. Does nothing when the task is not running.
+   * it spent; a call metered after its end still counts. Does nothing for a
+   * task that never started.
    */
   recordTaskSpend(taskId: string, spend: { costUsd: number; usage: TokenUsage }): Promise<void>;
   /** Adds a tool to a running task's list of tools used (kept once, in first-use order). */

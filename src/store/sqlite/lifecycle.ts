@@ -52,14 +52,17 @@ export async function finishTask(db: Db, taskId: string, runnerId: string, outco
     throw new RunnerError('INTERNAL', `finishTask needs a final status, not ${String(outcome.status)}.`);
   }
   return db.transaction().execute(async (trx) => {
-    const row = await trx.selectFrom('tasks').select(['session_key', 'status', 'runner_id', 'cost_usd'])
+    const row = await trx.selectFrom('tasks').select(['session_key', 'status', 'runner_id', 'cost_usd', 'usage'])
       .where('id', '=', taskId).executeTakeFirst();
     if (!row) return false;
     const ours = row.status === 'running' && row.runner_id === runnerId;
     // Queued, or running for another runner: not this runner's to end, nor to count.
     if (!ours && !isFinal(row.status)) return false;
     // The calls were counted one by one as they ended; only what none of them recorded is added now.
-    const unrecorded = Math.max(0, outcome.costUsd - (row.cost_usd ?? 0));
+    // (More recorded than the meter says: a call metered after the meter was read. The record wins.)
+    const recorded = row.cost_usd ?? 0;
+    const unrecorded = Math.max(0, outcome.costUsd - recorded);
+    const spend = recorded > outcome.costUsd ? { cost_usd: recorded, usage: row.usage } : { cost_usd: outcome.costUsd, usage: toJson(outcome.usage) };
     await trx.updateTable('sessions')
       .set((eb) => ({
         total_cost_usd: eb('total_cost_usd', '+', unrecorded),
@@ -71,20 +74,19 @@ export async function finishTask(db: Db, taskId: string, runnerId: string, outco
       .execute();
     if (!ours) {
       // Ended elsewhere: its status stays, but what it spent is all there.
-      if (unrecorded > 0) await trx.updateTable('tasks').set({ cost_usd: outcome.costUsd, usage: toJson(outcome.usage) }).where('id', '=', taskId).execute();
+      if (unrecorded > 0) await trx.updateTable('tasks').set(spend).where('id', '=', taskId).execute();
       return false;
     }
     await trx.updateTable('tasks')
       .set({
         status: outcome.status,
         finished_at: outcome.finishedAt,
-        cost_usd: outcome.costUsd,
+        ...spend,
         duration_ms: outcome.durationMs,
         tools: JSON.stringify(outcome.tools),
         output: toJson(outcome.output),
         error: toJson(outcome.error),
         resumed: outcome.resumed ? 1 : 0,
-        usage: toJson(outcome.usage),
         sealed_env: null,
       })
       .where('id', '=', taskId)
@@ -95,8 +97,9 @@ export async function finishTask(db: Db, taskId: string, runnerId: string, outco
 
 export async function recordTaskSpend(db: Db, taskId: string, spend: { costUsd: number; usage: TokenUsage }): Promise<void> {
   await db.transaction().execute(async (trx) => {
+    // Whatever the task's status: a call metered after its end (cut, then answered) was still paid for.
     const row = await trx.selectFrom('tasks').select(['session_key', 'cost_usd', 'usage'])
-      .where('id', '=', taskId).where('status', '=', 'running').executeTakeFirst();
+      .where('id', '=', taskId).where('status', '!=', 'queued').executeTakeFirst();
     if (!row) return;
     const usage = addUsage(row.usage ? (JSON.parse(row.usage) as TokenUsage) : emptyUsage(), spend.usage);
     await trx.updateTable('tasks').set({ cost_usd: (row.cost_usd ?? 0) + spend.costUsd, usage: JSON.stringify(usage) })
