@@ -11,7 +11,7 @@ describe('task lifecycle edges', () => {
   let h: Harness;
   before(async () => {
     h = await startHarness({
-      env: { MAX_BUDGET_USD: '0.0001', TASK_TIMEOUT_MS: '4000' },
+      env: { MAX_BUDGET_USD: '0.0001', TASK_TIMEOUT_MS: '20000' },
       rules: [
         rule('lc-slow-answer', text('slow but done', { delayMs: 1500 })),
         rule('lc-quick', text('quick')),
@@ -45,7 +45,7 @@ describe('task lifecycle edges', () => {
     const rich = await h.api('/task', { method: 'POST', json: { sessionId: 'lc-limits', message: 'lc-quick', budgetUsd: 100 } });
     assert.equal(rich.status, 402, JSON.stringify(rich.body));
     assert.equal(rich.body.error.code, 'BUDGET_EXCEEDED');
-    // TASK_TIMEOUT_MS is 4 s: a 24 h timeoutMs still ends a 1.5 s answer in time... and a 10 ms one ends it early.
+    // TASK_TIMEOUT_MS is 20 s: a 10 ms timeoutMs lowers it and ends a 1.5 s answer early.
     const short = await h.api('/task', { method: 'POST', json: { sessionId: 'lc-limits', message: 'lc-slow-answer', timeoutMs: 10 } });
     assert.equal(short.status, 504, JSON.stringify(short.body));
     assert.equal(short.body.error.code, 'TASK_TIMEOUT');
