@@ -42,6 +42,7 @@ export const errorTable = {
   MODEL_ERROR: { status: 502, message: 'The model API failed.' },
   MODEL_CREDENTIALS_MISSING: { status: 503, message: 'No model credential is configured: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN.' },
   SANDBOX_UNAVAILABLE: { status: 503, message: 'The Docker engine is not reachable.' },
+  SANDBOX_BUSY: { status: 503, message: 'No sandbox could start in time: every running sandbox is busy (MAX_RUNNING_SANDBOXES), or the engine is slow. Try again later.' },
   SANDBOX_IMAGE_MISSING: { status: 503, message: 'The sandbox image is missing: run `npm run image`.' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
   TASK_INTERRUPTED: { status: 503, message: 'The task was interrupted by a server restart or shutdown.' },

@@ -53,6 +53,7 @@ export const failureStatus: Readonly<Record<ErrorCode, FinalTaskStatus>> = {
   SANDBOX_LIMIT: 'failed',
   DISK_QUOTA_EXCEEDED: 'failed',
   SANDBOX_UNAVAILABLE: 'failed',
+  SANDBOX_BUSY: 'failed',
   SANDBOX_IMAGE_MISSING: 'failed',
   INTERNAL: 'failed',
   // Refusals of a request.

@@ -76,7 +76,7 @@ export class CappedSandboxDriver implements SandboxDriver {
 
   private busyError(): RunnerError {
     return new RunnerError(
-      'SANDBOX_UNAVAILABLE',
+      'SANDBOX_BUSY',
       `No sandbox could start within ${this.options.waitMs ?? 60_000} ms: all ${this.options.maxRunning} running sandboxes (MAX_RUNNING_SANDBOXES) are busy with tasks, or the Docker engine is slow; try again later.`,
     );
   }

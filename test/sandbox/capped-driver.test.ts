@@ -96,10 +96,10 @@ describe('sandbox cap', () => {
     assert.deepEqual(inner.ensures, ['busy']);
   });
 
-  test('without a signal, a busy cap still ends at waitMs with SANDBOX_UNAVAILABLE', T, async () => {
+  test('without a signal, a busy cap still ends at waitMs with SANDBOX_BUSY', T, async () => {
     const { capped } = await fullCap({ waitMs: 600 });
     const started = Date.now();
-    await assert.rejects(capped.ensure(spec('waiting')), (error: RunnerError) => error.code === 'SANDBOX_UNAVAILABLE' && /MAX_RUNNING_SANDBOXES/.test(error.message));
+    await assert.rejects(capped.ensure(spec('waiting')), (error: RunnerError) => error.code === 'SANDBOX_BUSY' && /MAX_RUNNING_SANDBOXES/.test(error.message));
     assert.ok(Date.now() - started < 2000);
   });
 
@@ -111,7 +111,7 @@ describe('sandbox cap', () => {
       sleep(5000).then(() => 'still waiting 5 s later'),
     ]);
     assert.ok(outcome instanceof RunnerError, String(outcome));
-    assert.equal(outcome.code, 'SANDBOX_UNAVAILABLE');
+    assert.equal(outcome.code, 'SANDBOX_BUSY');
     assert.match(outcome.message, /within 800 ms/);
     const controller = new AbortController();
     setTimeout(() => controller.abort(new RunnerError('TASK_ABORTED')), 100);
