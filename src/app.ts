@@ -240,12 +240,8 @@ export async function createRunner(config: Config): Promise<Runner> {
       timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
         config.idleSweepMs));
       if (config.sandbox.diskBytes > 0) {
-        let sweeping = false;
-        timers.push(setInterval(() => {
-          if (sweeping) return;
-          sweeping = true;
-          sessions.stopOverQuota().catch((error) => logger.error({ err: error }, 'disk quota sweep failed')).finally(() => { sweeping = false; });
-        }, DISK_SWEEP_MS));
+        timers.push(setInterval(() => void sessions.stopOverQuota().catch((error) => logger.error({ err: error }, 'disk quota sweep failed')),
+          DISK_SWEEP_MS));
       }
       const trim = (): void => void store.trimEvents({ maxEventsPerSession: config.events.maxPerSession, maxEventAgeMs: config.events.maxAgeMs }, Date.now())
         .catch((error) => logger.error({ err: error }, 'event retention failed'));

@@ -14,6 +14,7 @@ import { chmod, rm } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { KeyedLock } from '../core/keyed-lock.ts';
 import type { HeaderDeadlines } from './connection-deadlines.ts';
 
 interface Attached {
@@ -33,7 +34,8 @@ export class SessionSockets {
   private readonly options: SessionSocketsOptions;
   private readonly attached = new Map<string, Attached>();
   private readonly sessionOfSocket = new WeakMap<Socket, string>();
-  private readonly pending = new Map<string, Promise<void>>();
+  /** Attaches and detaches of one session run one after the other: a detach never removes a newer socket. */
+  private readonly lock = new KeyedLock();
 
   constructor(options: SessionSocketsOptions) {
     this.options = options;
@@ -54,24 +56,12 @@ export class SessionSockets {
     return [...this.attached.keys()];
   }
 
-  /** Attaches and detaches of one session run one after the other: a detach never removes a newer socket. */
-  private serialized(sessionKey: string, fn: () => Promise<void>): Promise<void> {
-    const previous = this.pending.get(sessionKey) ?? Promise.resolve();
-    const next = previous.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.pending.set(sessionKey, tail);
-    void tail.then(() => {
-      if (this.pending.get(sessionKey) === tail) this.pending.delete(sessionKey);
-    });
-    return next;
-  }
-
   attach(sessionKey: string, socketDir: string): Promise<void> {
-    return this.serialized(sessionKey, () => this.listen(sessionKey, socketDir));
+    return this.lock.run(sessionKey, () => this.listen(sessionKey, socketDir));
   }
 
   detach(sessionKey: string): Promise<void> {
-    return this.serialized(sessionKey, () => this.unlisten(sessionKey));
+    return this.lock.run(sessionKey, () => this.unlisten(sessionKey));
   }
 
   private async listen(sessionKey: string, socketDir: string): Promise<void> {

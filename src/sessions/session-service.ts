@@ -18,7 +18,7 @@ import type { EventLog } from '../events/event-log.ts';
 import type { TemplateCatalog } from '../templates/catalog.ts';
 import type { WorkspaceQuota } from '../workspace/quota.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
-import { KeyedLock } from './keyed-lock.ts';
+import { KeyedLock } from '../core/keyed-lock.ts';
 
 export interface SessionServiceDeps {
   store: Store;
@@ -47,7 +47,8 @@ export class SessionService {
   /** Per public id (tenant, session id): a reset or delete never interleaves with a submit. */
   private readonly locks = new KeyedLock();
   private readonly createdListeners = new Set<(session: Session) => void>();
-  private sweeping: Promise<string[]> | null = null;
+  /** The sweep of each kind under way: a slow one (many containers to stop) is not overtaken by the next tick. */
+  private readonly sweeps = new Map<string, Promise<string[]>>();
 
   constructor(deps: SessionServiceDeps) {
     this.deps = deps;
@@ -170,11 +171,14 @@ export class SessionService {
 
   /** Stops the sandboxes of sessions with nothing to do for IDLE_TIMEOUT_MS; the next task starts them again. */
   stopIdle(now = Date.now()): Promise<string[]> {
-    // One sweep at a time: a slow one (many containers to stop) is not overtaken by the next tick.
-    if (this.sweeping) return Promise.resolve([]);
-    const sweep = this.sweepIdle(now).finally(() => { this.sweeping = null; });
-    this.sweeping = sweep;
-    return sweep;
+    return this.oneSweepAtATime('idle', () => this.sweepIdle(now));
+  }
+
+  private oneSweepAtATime(kind: string, sweep: () => Promise<string[]>): Promise<string[]> {
+    if (this.sweeps.has(kind)) return Promise.resolve([]);
+    const running = sweep().finally(() => this.sweeps.delete(kind));
+    this.sweeps.set(kind, running);
+    return running;
   }
 
   /**
@@ -182,8 +186,12 @@ export class SessionService {
    * sessions past their disk quota, with no task running, are stopped (the
    * running ones are watched by their task). Returns the sessions stopped.
    */
-  async stopOverQuota(): Promise<string[]> {
-    if (this.deps.quota.limitBytes <= 0) return [];
+  stopOverQuota(): Promise<string[]> {
+    if (this.deps.quota.limitBytes <= 0) return Promise.resolve([]);
+    return this.oneSweepAtATime('disk', () => this.sweepOverQuota());
+  }
+
+  private async sweepOverQuota(): Promise<string[]> {
     const stopped: string[] = [];
     for (const sandbox of (await this.deps.sandbox.list()).filter((s) => s.running)) {
       if ((await this.deps.store.oldestUnfinishedTask(sandbox.sessionKey))?.status === 'running') continue;

@@ -14,7 +14,7 @@
  */
 import { RunnerError } from '../core/errors.ts';
 import { emptyUsage, type Session, type Task } from '../core/model.ts';
-import type { AgentEvent, AgentRuntime } from '../core/ports/agent-runtime.ts';
+import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
 import { SANDBOX_GATEWAY_URL, SANDBOX_KEY_HELPER, type ModelGateway, type TaskMeter } from '../core/ports/model-gateway.ts';
 import type { NetworkMode, SandboxDriver, SandboxHandle } from '../core/ports/sandbox.ts';
 import type { Store } from '../core/ports/store.ts';
@@ -207,7 +207,7 @@ export class TaskExecution {
             this.remember(task, deps.store.recordTaskTool(task.id, event.data.tool));
           }
           if (event.type === 'init') outcome.agentSessionId = event.data.agentSessionId;
-          for (const safe of streamed!.events(event)) void this.appendAgentEvent(task, safe);
+          for (const safe of streamed!.events(event)) this.remember(task, deps.events.append(task.sessionKey, task.id, safe.type, safe.data));
         },
       });
       outcome.agentSessionId = result.agentSessionId;
@@ -218,7 +218,7 @@ export class TaskExecution {
       outcome.failure = signal.aborted && signal.reason instanceof RunnerError ? signal.reason : toRunnerError(error, deps.logger);
     } finally {
       limits.stop();
-      for (const safe of streamed?.flush() ?? []) void this.appendAgentEvent(task, safe);
+      for (const safe of streamed?.flush() ?? []) this.remember(task, deps.events.append(task.sessionKey, task.id, safe.type, safe.data));
     }
     // Unconditionally: a grant that failed half-way is revoked too (closeTask knows unknown tasks).
     outcome.meter = await deps.gateway.closeTask(task.id);
@@ -228,17 +228,9 @@ export class TaskExecution {
     return outcome;
   }
 
-  /** A write made as the task runs: its failure is logged, never left unhandled. */
+  /** A write made as the task runs (spend, tools, events): not awaited, its failure logged, never left unhandled. */
   private remember(task: Task, write: Promise<unknown>): void {
     write.catch((error: unknown) => this.deps.logger.error({ err: error, taskId: task.id }, 'could not store a record of a running task'));
-  }
-
-  private async appendAgentEvent(task: Task, event: AgentEvent): Promise<void> {
-    try {
-      await this.deps.events.append(task.sessionKey, task.id, event.type, event.data);
-    } catch (error) {
-      this.deps.logger.error({ err: error, taskId: task.id }, 'could not store an event');
-    }
   }
 
   /** The task's budget (at most MAX_BUDGET_USD), and at most what is left of the session's. */

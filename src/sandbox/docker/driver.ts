@@ -46,6 +46,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
+import { KeyedLock } from '../../core/keyed-lock.ts';
 import { RunnerError } from '../../core/errors.ts';
 import type {
   ExecOptions, ResourceCounters, SandboxDriver, SandboxEvent, SandboxHandle, SandboxInfo, SandboxProcess, SandboxSpec,
@@ -88,7 +89,7 @@ export class DockerSandboxDriver implements SandboxDriver {
   #readyTimeoutMs: number;
   #agentOwner: { uid: number; gid: number };
   /** Per-session queue: ensure/stop/remove of one session never overlap. */
-  #queues = new Map<string, Promise<unknown>>();
+  #queues = new KeyedLock();
   /** In-flight ensure per session, shared by concurrent callers. */
   #ensures = new Map<string, Promise<SandboxHandle>>();
   #hostDirs = { warnedNoChown: false };
@@ -158,14 +159,7 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   /** Runs fn after every earlier operation of the same session. */
   #serialize<T>(sessionKey: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#queues.get(sessionKey) ?? Promise.resolve();
-    const result = previous.then(fn, fn);
-    const tail = result.then(() => {}, () => {});
-    this.#queues.set(sessionKey, tail);
-    void tail.then(() => {
-      if (this.#queues.get(sessionKey) === tail) this.#queues.delete(sessionKey);
-    });
-    return result;
+    return this.#queues.run(sessionKey, fn);
   }
 
   ensure(spec: SandboxSpec): Promise<SandboxHandle> {

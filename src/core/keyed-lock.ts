@@ -1,6 +1,8 @@
 /**
- * One-at-a-time sections per key, in arrival order. In-process only: one
- * runner owns its sessions (the store's constraints back it up).
+ * One-at-a-time sections per key, in arrival order (a section that fails does
+ * not hold up the next). In-process only: one runner owns its sessions (the
+ * store's constraints back it up). Used per session by the session service,
+ * the sandbox driver and the gateway's sockets.
  */
 export class KeyedLock {
   private readonly tails = new Map<string, Promise<void>>();

@@ -1,8 +1,8 @@
 /** The per-session lock that keeps submits, resets, deletes and idle stops of one session apart. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KeyedLock } from '../../src/sessions/keyed-lock.ts';
-import { sleep } from './support.ts';
+import { KeyedLock } from '../../src/core/keyed-lock.ts';
+import { sleep } from '../sessions/support.ts';
 
 test('sections of one key run one at a time, in arrival order; other keys are not held up; errors release the key', async () => {
   const lock = new KeyedLock();
