@@ -1,0 +1,45 @@
+/**
+ * What callers send: bodies, query strings and headers of the API, as zod
+ * schemas. The routes validate with them, the OpenAPI document is generated
+ * from them and the client's types are inferred from them: one source.
+ */
+import { z } from 'zod';
+
+export const SessionId = z.string().min(1).max(128)
+  .describe('Your id for the end user: a letter or digit, then letters, digits and `_ . @ : + = -`, at most 128 in all (else 400 INVALID_SESSION_ID).');
+
+export const SubmitTaskBody = z.object({
+  sessionId: SessionId,
+  message: z.string().min(1).max(200_000).describe('What the agent is asked to do.'),
+  context: z.string().max(200_000).optional().describe('Extra context given with the message (the seed\'s field).'),
+  env: z.record(z.string(), z.unknown()).optional()
+    .describe('Variables for the agent\'s tools for this task only: sealed at rest, redacted from events and logs.'),
+  agent: z.string().min(1).max(128).optional().describe('The agent template; the session\'s own (or "default") when absent.'),
+  wait: z.boolean().default(true).describe('true (the seed\'s behaviour): answer when the task ends; false: answer 202 at once.'),
+  maxTurns: z.number().int().positive().max(1000).optional(),
+  budgetUsd: z.number().positive().max(10_000).optional(),
+  timeoutMs: z.number().int().positive().max(24 * 3_600_000).optional(),
+  outputSchema: z.record(z.string(), z.unknown()).optional().describe('A JSON Schema the output must match (structured output).'),
+}).strict().meta({ id: 'SubmitTaskBody' });
+
+export const StreamTokenBody = z.object({
+  sessionId: SessionId.optional().describe('Limit the token to this session\'s streams.'),
+  ttlSeconds: z.number().int().min(10).max(3600).default(300),
+}).strict().meta({ id: 'StreamTokenBody' });
+
+/** ?limit=&cursor= of a paginated list. */
+export function pageQuery(defaultLimit: number, maxLimit: number) {
+  return z.object({
+    limit: z.coerce.number().int().min(1).max(maxLimit).default(defaultLimit),
+    cursor: z.string().max(500).optional().describe('The `nextCursor` (or `x-next-cursor` header) of the previous page.'),
+  });
+}
+
+export const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+  .describe('A retried POST /task with the same key and body answers the first task instead of queueing another.');
+
+/** Where a stream resumes: the last `seq` the client saw. */
+export const AfterSeq = z.coerce.number().int().min(0);
+
+export type SubmitTaskInput = z.input<typeof SubmitTaskBody>;
+export type StreamTokenInput = z.input<typeof StreamTokenBody>;
