@@ -10,7 +10,7 @@
  * session's copy of them (the workspace's).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { RunnerError } from '../core/errors.ts';
 import type { NetworkMode } from '../core/ports/sandbox.ts';
@@ -83,33 +83,48 @@ export function loadTemplate(name: string, dir: string): AgentTemplate {
   };
 }
 
+/** The repository's own templates, shipped with the runner. */
+export const BUILTIN_TEMPLATES_DIR = resolve(import.meta.dirname, '../../templates');
+
+function loadTemplateFolder(parent: string): Map<string, AgentTemplate> {
+  const found = new Map<string, AgentTemplate>();
+  if (!existsSync(parent)) return found;
+  for (const entry of readdirSync(parent).sort()) {
+    const dir = join(parent, entry);
+    if (statSync(dir).isDirectory() && existsSync(join(dir, 'AGENTS.md'))) found.set(entry, loadTemplate(entry, dir));
+  }
+  return found;
+}
+
 export class TemplateCatalog {
   private readonly templates = new Map<string, AgentTemplate>();
+  private readonly builtins: Map<string, AgentTemplate>;
   private readonly defaultName: string | undefined;
 
-  constructor(agentDir: string, defaultAgent?: string) {
+  constructor(agentDir: string, defaultAgent?: string, builtinDir: string = BUILTIN_TEMPLATES_DIR) {
     if (!existsSync(agentDir)) throw new Error(`AGENT_DIR ${agentDir} does not exist`);
     if (existsSync(join(agentDir, 'AGENTS.md'))) {
       this.templates.set('default', loadTemplate('default', agentDir));
     } else {
-      for (const entry of readdirSync(agentDir).sort()) {
-        const dir = join(agentDir, entry);
-        if (statSync(dir).isDirectory() && existsSync(join(dir, 'AGENTS.md'))) this.templates.set(entry, loadTemplate(entry, dir));
-      }
+      for (const [name, template] of loadTemplateFolder(agentDir)) this.templates.set(name, template);
     }
     if (this.templates.size === 0) throw new Error(`AGENT_DIR ${agentDir} holds no AGENTS.md, nor folders that do`);
     if (defaultAgent !== undefined && !this.templates.has(defaultAgent)) {
       throw new Error(`DEFAULT_AGENT ${defaultAgent} is not a template in ${agentDir}`);
     }
     this.defaultName = defaultAgent ?? (this.templates.size === 1 ? [...this.templates.keys()][0] : undefined);
+    // After the default is settled: built-ins only fill names the operator left free.
+    this.builtins = loadTemplateFolder(builtinDir);
+    for (const name of this.templates.keys()) this.builtins.delete(name);
   }
 
+  /** The operator's templates, then the built-ins they did not override. */
   names(): string[] {
-    return [...this.templates.keys()];
+    return [...this.templates.keys(), ...this.builtins.keys()];
   }
 
   get(name: string): AgentTemplate {
-    const template = this.templates.get(name);
+    const template = this.templates.get(name) ?? this.builtins.get(name);
     if (!template) throw new RunnerError('AGENT_NOT_FOUND', `No agent template named "${name}". Known: ${this.names().join(', ')}.`);
     return template;
   }
