@@ -8,11 +8,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Config } from './config.ts';
 import { RunnerError } from './core/errors.ts';
 import { newId } from './core/ids.ts';
-import { AGENT_GID, AGENT_UID, SANDBOX_CLAUDE_PATH, type SandboxDriver } from './core/ports/sandbox.ts';
+import { AGENT_GID, AGENT_UID, SANDBOX_CLAUDE_PATH } from './core/ports/sandbox.ts';
 import type { Store } from './core/ports/store.ts';
 import { EventLog } from './events/event-log.ts';
 import { StreamStarts } from './events/stream-starts.ts';
@@ -20,6 +19,7 @@ import { SocketModelGateway } from './gateway/gateway.ts';
 import { ApiAuth } from './http/auth.ts';
 import { buildHttpApp } from './http/app.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { observedStore, RunnerMetrics } from './metrics/runner-metrics.ts';
 import { priceUsage } from './pricing/prices.ts';
 import { ClaudeAgentRuntime } from './runtime/claude/runtime.ts';
 import { CappedSandboxDriver } from './sandbox/capped-driver.ts';
@@ -113,7 +113,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     logger: logger.child({ component: 'sandbox' }),
   });
   // MAX_RUNNING_SANDBOXES: the least recently used idle sandbox is stopped to make room (see capped-driver.ts).
-  const sandbox: SandboxDriver = new CappedSandboxDriver(dockerSandbox, {
+  const sandbox: CappedSandboxDriver = new CappedSandboxDriver(dockerSandbox, {
     maxRunning: config.limits.maxRunningSandboxes,
     isBusy: (sessionKey): boolean => execution.runningTaskOf(sessionKey) !== undefined,
     beforeStop: (sessionKey) => runtime.release(sessionKey),
@@ -121,6 +121,16 @@ export async function createRunner(config: Config): Promise<Runner> {
     afterStop: (sessionKey) => gateway.detachSession(sessionKey),
     logger: logger.child({ component: 'sandbox' }),
   });
+  // Observes, never changes: fed by the hooks below (stored events, ended tasks, the gateway's observer).
+  const metrics: RunnerMetrics = new RunnerMetrics({
+    queuedTasks: () => store.countQueuedTasks(),
+    runningTasks: (): number => scheduler.runningCount(),
+    runningSandboxes: (): Promise<number> => sandbox.runningCount(),
+    liveAgents: (): number => runtime.liveSessions().length,
+    streamSubscribers: (): number => events.subscriberTotal(),
+    agentOf: async (sessionKey) => (await store.getSessionByKey(sessionKey))?.agent,
+  });
+  const gatewayMetrics = metrics.gatewayObserver();
   const deniedLocalPorts = [config.port];
   const gateway = new SocketModelGateway({
     upstream: config.upstream,
@@ -129,6 +139,16 @@ export async function createRunner(config: Config): Promise<Runner> {
     priceUsage,
     redactor,
     logger: logger.child({ component: 'gateway' }),
+    observer: {
+      ...gatewayMetrics,
+      // A refusal while a task runs is one of its events: whoever watches the session sees at once why a tool failed.
+      egressRefused: (refusal) => {
+        gatewayMetrics.egressRefused(refusal);
+        if (refusal.taskId === null) return;
+        events.append(refusal.sessionKey, refusal.taskId, 'egress_refused', { host: refusal.host, port: refusal.port, reason: refusal.reason })
+          .catch((error: unknown) => logger.warn({ err: error, taskId: refusal.taskId }, 'could not store an egress refusal'));
+      },
+    },
   });
   const runtime = new ClaudeAgentRuntime({
     sandbox,
@@ -138,7 +158,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     modelMaxRetries: config.modelMaxRetries,
     logger: logger.child({ component: 'runtime' }),
   });
-  const events = new EventLog(store, redactor);
+  const events = new EventLog(observedStore(store, (stored) => metrics.eventsStored(stored)), redactor);
   const completions = new TaskCompletions();
   const announcements = new QueueAnnouncements();
   const endings = new TaskEndings(events, completions, logger.child({ component: 'tasks' }));
@@ -176,16 +196,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     isAccepting: () => accepting,
   });
 
-  const metrics = new Registry();
-  collectDefaultMetrics({ register: metrics });
-  const tasksEnded = new Counter({ name: 'claude_runner_tasks_total', help: 'Tasks ended, by final status.', labelNames: ['status'], registers: [metrics] });
-  const costTotal = new Counter({ name: 'claude_runner_cost_usd_total', help: 'Model cost metered, in USD.', registers: [metrics] });
-  new Gauge({ name: 'claude_runner_tasks_running', help: 'Tasks running on this instance.', registers: [metrics], collect() { this.set(scheduler.runningCount()); } });
-  new Gauge({ name: 'claude_runner_live_agents', help: 'Live agent processes.', registers: [metrics], collect() { this.set(runtime.liveSessions().length); } });
-  completions.onEnd((task) => {
-    tasksEnded.inc({ status: task.status });
-    costTotal.inc(task.costUsd ?? 0);
-  });
+  completions.onEnd((task) => metrics.taskEnded(task));
 
   // /health is open and not rate limited: the Docker engine is asked at most every few seconds.
   let dockerChecked: { at: number; result: Promise<string> } | undefined;
@@ -226,7 +237,7 @@ export async function createRunner(config: Config): Promise<Runner> {
         uptime: Math.round(process.uptime()),
       };
     },
-    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+    metrics: () => metrics.scrape(),
   });
 
   const timers: NodeJS.Timeout[] = [];

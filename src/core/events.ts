@@ -22,6 +22,8 @@ export interface EventPayloads {
   tool_end: { tool: string; result: string; toolUseId: string; isError: boolean; truncated?: true };
   /** Tokens and cost of one model call, as metered. */
   usage: { model: string; inputTokens: number; outputTokens: number; costUsd: number };
+  /** The network policy refused a connection of the sandbox (a tool's): where it wanted to go and why. `port` 0: unreadable. */
+  egress_refused: { host: string; port: number; reason: string };
   task_complete: {
     taskId: string; output: unknown; cost: number; duration: number; tools: string[]; resumed: boolean;
   };
@@ -34,7 +36,7 @@ export type EventType = keyof EventPayloads;
 
 export const storedEventTypes = [
   'task_queued', 'task_start', 'init', 'thinking', 'text', 'tool_start', 'tool_end', 'usage',
-  'task_complete', 'task_error', 'abort', 'session_reset',
+  'egress_refused', 'task_complete', 'task_error', 'abort', 'session_reset',
 ] as const satisfies readonly EventType[];
 
 export interface NewEvent<T extends EventType = EventType> {

@@ -140,6 +140,13 @@ export class EventLog {
     return this.subscribers.get(sessionKey)?.size ?? 0;
   }
 
+  /** Subscribers of every session (metrics: the streams open). */
+  subscriberTotal(): number {
+    let total = 0;
+    for (const set of this.subscribers.values()) total += set.size;
+    return total;
+  }
+
   private unsubscribe(entry: Registered): void {
     entry.closed = true;
     const set = this.subscribers.get(entry.sessionKey);

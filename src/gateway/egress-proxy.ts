@@ -1,7 +1,10 @@
 /**
  * The sandbox's only way out under the allowlist policy: an HTTP proxy
  * (absolute-form requests and CONNECT tunnels) reached through the session's
- * gateway socket. A destination passes only when it matches the running
+ * gateway socket. Under the none policy the sandbox is given the proxy too,
+ * and every destination is refused: a tool's connection then fails with a
+ * reason (and the runner is told, see EgressPolicy.refused) instead of
+ * failing silently. A destination passes only when it matches the running
  * task's allowlist, is not one of the runner's own ports, and does not resolve
  * to a loopback, private, link-local, CGNAT or other internal address (unless
  * the entry names that IP, or host.docker.internal, on purpose). The sandbox
@@ -13,6 +16,7 @@ import { connect, isIP, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
 import ipaddr from 'ipaddr.js';
+import type { NetworkMode } from '../core/ports/sandbox.ts';
 
 export interface Destination {
   host: string;
@@ -110,12 +114,24 @@ async function resolveAddress(host: string): Promise<string> {
 }
 
 export interface EgressPolicy {
-  /** The allowlist of the session's running task, or null when no task runs (everything refused). */
-  allowFor(sessionKey: string): readonly string[] | null;
+  /** The network policy of the session's running task, or null when no task runs (everything refused). */
+  policyFor(sessionKey: string): { mode: NetworkMode; allow: readonly string[] } | null;
   /** Ports of this machine that no sandbox may reach (the runner's API), whatever the allowlist says. */
   deniedLocalPorts: readonly number[];
-  log: { info(obj: object, msg?: string): void };
+  /** A connection was refused: where to (as the sandbox asked, without credentials) and why. */
+  refused(sessionKey: string, destination: Destination, reason: string): void;
 }
+
+/** Why a destination is refused: short, for people (the sandbox's tools, the session's events, metrics). */
+export const REFUSAL_REASONS = {
+  badDestination: 'bad destination',
+  noTask: 'no task is running',
+  policyNone: 'the network policy is none',
+  notListed: 'not on the allowlist',
+  noName: 'name does not resolve',
+  runnerPort: 'a port of the runner itself',
+  internal: 'resolves to a private or internal address',
+} as const;
 
 function isLocal(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.') || localAddresses().has(address);
@@ -124,24 +140,33 @@ function isLocal(address: string): boolean {
 type Decision = { address: string; port: number } | { refused: string };
 
 async function decide(policy: EgressPolicy, sessionKey: string, destination: Destination | null): Promise<Decision> {
-  if (!destination) return { refused: 'bad destination' };
-  const allow = policy.allowFor(sessionKey);
-  if (allow === null) return { refused: 'no task is running' };
-  const entries = allowedBy(destination, allow);
-  if (entries.length === 0) return { refused: 'not on the allowlist' };
+  if (!destination) return { refused: REFUSAL_REASONS.badDestination };
+  const network = policy.policyFor(sessionKey);
+  if (network === null) return { refused: REFUSAL_REASONS.noTask };
+  if (network.mode === 'none') return { refused: REFUSAL_REASONS.policyNone };
+  const entries = allowedBy(destination, network.allow);
+  if (entries.length === 0) return { refused: REFUSAL_REASONS.notListed };
   let address: string;
   try {
     address = await resolveAddress(destination.host);
   } catch {
-    return { refused: 'name does not resolve' };
+    return { refused: REFUSAL_REASONS.noName };
   }
-  if (isLocal(address) && policy.deniedLocalPorts.includes(destination.port)) return { refused: 'a port of the runner itself' };
-  if (isInternalAddress(address) && !entries.some(namesHostOnPurpose)) return { refused: 'resolves to a private or internal address' };
+  if (isLocal(address) && policy.deniedLocalPorts.includes(destination.port)) return { refused: REFUSAL_REASONS.runnerPort };
+  if (isInternalAddress(address) && !entries.some(namesHostOnPurpose)) return { refused: REFUSAL_REASONS.internal };
   return { address, port: destination.port };
 }
 
-function refuse(policy: EgressPolicy, sessionKey: string, target: string, reason: string): void {
-  policy.log.info({ sessionKey, target, reason }, 'egress refused');
+/** The longest host told in a refusal (a DNS name is at most 253 characters). */
+const MAX_TOLD_HOST = 253;
+
+/** What the sandbox asked for, as told: never userinfo (user:password@), never unbounded. */
+function told(target: string, destination: Destination | null): Destination {
+  return { host: (destination?.host ?? target).replace(/^.*@/, '').slice(0, MAX_TOLD_HOST), port: destination?.port ?? 0 };
+}
+
+function refuse(policy: EgressPolicy, sessionKey: string, destination: Destination, reason: string): void {
+  policy.refused(sessionKey, destination, reason);
 }
 
 /** Absolute-form request: GET http://host:port/path HTTP/1.1 */
@@ -159,9 +184,10 @@ export async function proxyHttp(policy: EgressPolicy, sessionKey: string, req: I
   }
   let clientGone = false;
   res.once('close', () => { clientGone = true; });
-  const decision = await decide(policy, sessionKey, parseAuthority(url.host, 80));
+  const destination = parseAuthority(url.host, 80);
+  const decision = await decide(policy, sessionKey, destination);
   if ('refused' in decision) {
-    refuse(policy, sessionKey, url.host, decision.refused);
+    refuse(policy, sessionKey, told(url.host, destination), decision.refused);
     res.writeHead(403, { 'content-type': 'text/plain' }).end(`claude-runner egress policy: ${url.host} refused (${decision.refused})\n`);
     return;
   }
@@ -191,9 +217,10 @@ export async function proxyHttp(policy: EgressPolicy, sessionKey: string, req: I
  * error listener (Node removes its own when it hands the socket over).
  */
 export async function proxyConnect(policy: EgressPolicy, sessionKey: string, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
-  const decision = await decide(policy, sessionKey, parseAuthority(req.url ?? '', 443));
+  const destination = parseAuthority(req.url ?? '', 443);
+  const decision = await decide(policy, sessionKey, destination);
   if ('refused' in decision) {
-    refuse(policy, sessionKey, req.url ?? '', decision.refused);
+    refuse(policy, sessionKey, told(req.url ?? '', destination), decision.refused);
     client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nclaude-runner egress policy: ${req.url} refused (${decision.refused})\n`);
     return;
   }

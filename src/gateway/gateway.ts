@@ -8,7 +8,8 @@
  *   /v1/...            → the Messages API upstream, with the real credential
  *                        swapped in; usage metered per task, budget and call
  *                        limit enforced, at most `concurrentCalls` at once
- *   CONNECT, http://…  → the egress proxy (allowlist policy)
+ *   CONNECT, http://…  → the egress proxy (allowlist policy; under none it
+ *                        refuses everything, with a reason)
  *
  * The parts: session-sockets.ts (one unix socket per session, as long as its
  * sandbox runs), task-ledger.ts (tokens, spend, budgets, call limits, upstream
@@ -16,19 +17,23 @@
  * egress-proxy.ts (the sandbox's way out under `allowlist`).
  *
  * Owns: sockets, task tokens, metering. Must not touch: the store, events,
- * the sandbox; it reports through the callbacks of each TaskGrant.
+ * the sandbox; it reports through the callbacks of each TaskGrant, and what
+ * is not one task's (egress refusals, call outcomes, errors) through the
+ * GatewayObserver of its options.
  */
 import { Agent as HttpAgent, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import { RunnerError } from '../core/errors.ts';
-import type { ModelGateway, TaskGrant, TaskMeter } from '../core/ports/model-gateway.ts';
+import type {
+  GatewayErrorKind, GatewayObserver, ModelCallOutcome, ModelGateway, TaskGrant, TaskMeter,
+} from '../core/ports/model-gateway.ts';
 import { SANDBOX_GATEWAY_URL } from '../core/ports/model-gateway.ts';
 import type { NetworkMode } from '../core/ports/sandbox.ts';
 import type { ApiUsage } from '../pricing/prices.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 import { HeaderDeadlines } from './connection-deadlines.ts';
-import { proxyConnect, proxyHttp, type EgressPolicy } from './egress-proxy.ts';
+import { proxyConnect, proxyHttp, type Destination, type EgressPolicy } from './egress-proxy.ts';
 import { SessionSockets } from './session-sockets.ts';
 import { TaskLedger, type Call, type OpenTask } from './task-ledger.ts';
 import { apiError, forwardCall, modelApiRoute, prepareBody, readBody, type ModelApiRoute, type UpstreamOptions } from './upstream.ts';
@@ -69,6 +74,8 @@ export interface GatewayOptions {
   redactor: Redactor;
   logger: { debug(obj: object, msg?: string): void; info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
   limits?: Partial<GatewayLimits>;
+  /** Told of egress refusals, model call outcomes and errors (events, metrics). */
+  observer?: GatewayObserver;
 }
 
 function presentedToken(req: IncomingMessage): string | undefined {
@@ -104,13 +111,9 @@ export class SocketModelGateway implements ModelGateway {
     const secure = new URL(options.upstream.baseUrl).protocol === 'https:';
     this.upstreamAgent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
     this.egress = {
-      allowFor: (sessionKey) => {
-        const task = this.ledger.runningIn(sessionKey);
-        if (!task) return null;
-        return task.grant.network.mode === 'none' ? [] : task.grant.network.allow;
-      },
+      policyFor: (sessionKey) => this.ledger.runningIn(sessionKey)?.grant.network ?? null,
       deniedLocalPorts: options.deniedLocalPorts,
-      log: options.logger,
+      refused: (sessionKey, destination, reason) => this.egressRefused(sessionKey, destination, reason),
     };
     this.http.on('request', (req, res) => this.onRequest(req, res));
     this.http.on('connect', (req, socket, head) => {
@@ -173,11 +176,17 @@ export class SocketModelGateway implements ModelGateway {
     }
     // Only the Messages API: the real credential would open the whole account (files, batches, models) to the agent.
     const route = modelApiRoute(req);
-    if (!route) return apiError(res, 404, 'not_found_error', 'claude-runner gateway: only POST /v1/messages and /v1/messages/count_tokens are served');
+    if (!route) {
+      this.tell('refused_request');
+      return apiError(res, 404, 'not_found_error', 'claude-runner gateway: only POST /v1/messages and /v1/messages/count_tokens are served');
+    }
     const token = presentedToken(req);
     const task = token ? this.ledger.byTokenOf(token) : undefined;
     // A 401 makes Claude Code ask its key helper again: that is how a live agent picks up the next task's token.
-    if (!task || task.grant.sessionKey !== sessionKey) return apiError(res, 401, 'authentication_error', 'invalid or expired task token');
+    if (!task || task.grant.sessionKey !== sessionKey) {
+      this.tell('bad_token');
+      return apiError(res, 401, 'authentication_error', 'invalid or expired task token');
+    }
     void this.modelCall(task, req, res, route);
   }
 
@@ -191,6 +200,7 @@ export class SocketModelGateway implements ModelGateway {
       await this.runCall(task, req, res, route, cut.signal);
     } catch (error) {
       this.options.logger.warn({ taskId: task.grant.taskId, err: (error as Error).message }, 'model call failed in the gateway');
+      this.tell('internal');
       apiError(res, 500, 'api_error', 'claude-runner gateway: internal error');
     } finally {
       task.calls.delete(call);
@@ -214,11 +224,15 @@ export class SocketModelGateway implements ModelGateway {
         const body = await readBody(req, this.limits.maxRequestBody, stop);
         if (body === null) return this.endedEarly(res, cut);
         if (body === 'too large') {
+          this.tell('refused_request');
           res.once('finish', () => req.destroy());
           return apiError(res, 413, 'request_too_large', 'request body too large');
         }
         const prepared = prepareBody(task.grant.network.mode, route, body);
-        if ('refused' in prepared) return apiError(res, 400, 'invalid_request_error', `claude-runner gateway: ${prepared.refused}`);
+        if ('refused' in prepared) {
+          this.tell('refused_request');
+          return apiError(res, 400, 'invalid_request_error', `claude-runner gateway: ${prepared.refused}`);
+        }
         const status = await forwardCall({
           upstream: this.options.upstream, agent: this.upstreamAgent, req, res, route, body: prepared.body, requestModel: prepared.model, cut,
           onMetered: (meter) => {
@@ -229,6 +243,7 @@ export class SocketModelGateway implements ModelGateway {
         });
         // Only calls the model answered count against the limit (not an upstream error, nor an unreachable upstream).
         if (status >= 200 && status < 300) counted = false;
+        this.calledModel(route, prepared.model, status, cut);
       } finally {
         if (counted) task.countedCalls -= 1;
       }
@@ -243,14 +258,50 @@ export class SocketModelGateway implements ModelGateway {
   /** Refuses the call (403) when the task's budget is spent or its model calls are used up. */
   private refuseOverLimit(task: OpenTask, route: ModelApiRoute, res: ServerResponse): boolean {
     const reason = this.ledger.refusal(task, route.metered);
-    if (reason) apiError(res, 403, 'permission_error', reason);
+    if (reason) {
+      this.tell('over_limit');
+      apiError(res, 403, 'permission_error', reason);
+    }
     return reason !== null;
+  }
+
+  /** A forwarded call ended: its outcome, and an error when the upstream failed or was out of reach. */
+  private calledModel(route: ModelApiRoute, model: string, status: number, cut: AbortSignal): void {
+    const outcome: ModelCallOutcome = status >= 200 && status < 300 ? 'ok' : status > 0 ? 'upstream_error' : cut.aborted ? 'cut' : 'unreachable';
+    if (outcome === 'upstream_error' || outcome === 'unreachable') this.tell(outcome);
+    if (route.metered) this.observe((observer) => observer.modelCall?.(model, outcome));
+  }
+
+  /** The proxy refused a connection: logged, and told with the task running in the session (if any). */
+  private egressRefused(sessionKey: string, destination: Destination, reason: string): void {
+    const taskId = this.ledger.runningIn(sessionKey)?.grant.taskId ?? null;
+    this.options.logger.info({ sessionKey, taskId, host: destination.host, port: destination.port, reason }, 'egress refused');
+    this.observe((observer) => observer.egressRefused?.({ sessionKey, taskId, host: destination.host, port: destination.port, reason }));
+  }
+
+  private tell(kind: GatewayErrorKind): void {
+    this.observe((observer) => observer.gatewayError?.(kind));
+  }
+
+  /** An observer that throws must not break a call (nor end the process from a socket event). */
+  private observe(fn: (observer: GatewayObserver) => void): void {
+    const observer = this.options.observer;
+    if (!observer) return;
+    try {
+      fn(observer);
+    } catch (error) {
+      this.options.logger.warn({ err: (error as Error).message }, 'a gateway observer threw');
+    }
   }
 }
 
-/** Under the allowlist policy, tools reach the outside only through the gateway's proxy. */
+/**
+ * Under the allowlist policy, tools reach the outside only through the
+ * gateway's proxy. Under none they are sent there too, to be refused with a
+ * reason (the sandbox has no route out either way); open needs no proxy.
+ */
 function proxyEnv(mode: NetworkMode): Record<string, string> {
-  if (mode !== 'allowlist') return {};
+  if (mode === 'open') return {};
   return {
     HTTP_PROXY: SANDBOX_GATEWAY_URL, HTTPS_PROXY: SANDBOX_GATEWAY_URL, http_proxy: SANDBOX_GATEWAY_URL, https_proxy: SANDBOX_GATEWAY_URL,
     NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost',

@@ -174,6 +174,11 @@ export class CappedSandboxDriver implements SandboxDriver {
   list(): Promise<SandboxInfo[]> {
     return this.inner.list();
   }
+
+  /** Sandboxes that run now, as the engine lists them (metrics). */
+  async runningCount(): Promise<number> {
+    return (await this.inner.list()).filter((sandbox) => sandbox.running).length;
+  }
 }
 
 /** The promise's outcome, or the signal's reason as soon as it aborts (the work itself goes on). */

@@ -116,10 +116,12 @@ describe('network policy', () => {
       },
       rules: [
         rule('probe-none-k4', bash([
-          probe('outside-direct', outside),
+          // Under none too, tools are given the proxy (which refuses, saying why): "direct" ignores it.
+          probe('outside-direct', `--noproxy '*' ${outside}`),
+          probe('outside-env-proxy', outside),
           probe('outside-proxy', `${viaProxy} ${outside}`),
           probe('outside-tunnel', `-p ${viaProxy} ${outside}`),
-          probe('api-direct', `http://${gateway}:${runnerPort}/health`),
+          probe('api-direct', `--noproxy '*' http://${gateway}:${runnerPort}/health`),
           probe('api-proxy', `${viaProxy} http://host.docker.internal:${runnerPort}/health`),
           probe('api-loopback', `http://127.0.0.1:${runnerPort}/health`),
           probe('listed-proxy', `${viaProxy} http://host.docker.internal:${listedPort}/`),
@@ -190,6 +192,8 @@ describe('network policy', () => {
   test('none: nothing but loopback; the outside, the runner and DNS are out of reach, directly and through the proxy', async () => {
     const results = await run('net-none', 'closed', 'probe-none-k4');
     assertUnreachable(results, 'outside-direct');
+    assertRefused(results, 'outside-env-proxy');
+    assert.match(parse(results, 'outside-env-proxy').line, /the network policy is none/);
     assertRefused(results, 'outside-proxy');
     assertRefused(results, 'outside-tunnel');
     assertUnreachable(results, 'api-direct');

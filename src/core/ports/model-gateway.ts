@@ -5,8 +5,9 @@
  * task, and the session's next one, since a live agent still holds it for
  * its first call), and only through that session's socket. The gateway swaps
  * the token for the real credential, meters every call's tokens for the task,
- * enforces its budget and its number of model calls, and (for the allowlist
- * network policy) is the sandbox's egress proxy.
+ * enforces its budget and its number of model calls, and (for the none and
+ * allowlist network policies) is the sandbox's egress proxy: under none it
+ * refuses every connection, so that the refusal is seen (GatewayObserver).
  */
 import { SANDBOX_GATEWAY_DIR, type NetworkMode } from './sandbox.ts';
 import type { RunnerError } from '../errors.ts';
@@ -52,6 +53,39 @@ export interface TaskMeter {
   modelCalls: number;
 }
 
+/**
+ * A connection of a sandbox that the network policy refused (the egress
+ * proxy): where it wanted to go and why, in a few words. Never a credential.
+ */
+export interface EgressRefusal {
+  sessionKey: string;
+  /** The session's running task, or null when none runs. */
+  taskId: string | null;
+  host: string;
+  /** 0 when the destination could not be read. */
+  port: number;
+  reason: string;
+}
+
+/** How a model call forwarded upstream ended: answered (2xx), answered with an error, never answered, or cut by the task's end. */
+export type ModelCallOutcome = 'ok' | 'upstream_error' | 'unreachable' | 'cut';
+
+/**
+ * Requests the gateway did not carry through: the upstream failed or was out
+ * of reach, a limit refused the call (budget or call cap), the token was not
+ * valid, the request itself was refused (not the Messages API, too large, a
+ * server-side tool under the policy), or the gateway failed.
+ */
+export type GatewayErrorKind = 'upstream_error' | 'unreachable' | 'over_limit' | 'bad_token' | 'refused_request' | 'internal';
+
+/** What the gateway tells as it works (events, metrics). A callback that throws is ignored. */
+export interface GatewayObserver {
+  egressRefused?(refusal: EgressRefusal): void;
+  /** A model call (POST /v1/messages) forwarded upstream has ended; `model` is the one the request asked for. */
+  modelCall?(model: string, outcome: ModelCallOutcome): void;
+  gatewayError?(kind: GatewayErrorKind): void;
+}
+
 export interface ModelGateway {
   /** Throws MODEL_CREDENTIALS_MISSING when no credential is configured. */
   checkConfigured(): void;
@@ -62,7 +96,8 @@ export interface ModelGateway {
   /**
    * Grants the task access; the token is also written where the sandbox's key
    * helper reads it. `sandboxEnv` is what the agent's processes need to reach
-   * out under the task's network policy (the egress proxy, for allowlist).
+   * out under the task's network policy (the egress proxy, for none and
+   * allowlist: under none it refuses everything, and says so).
    */
   openTask(grant: TaskGrant): Promise<{ token: string; sandboxEnv: Record<string, string> }>;
   /**

@@ -83,6 +83,8 @@ export interface Store {
   /** Number of queued tasks of the session created before this one (0 = next to run). */
   queuePosition(task: Task): Promise<number>;
   countRunningTasks(): Promise<number>;
+  /** Tasks queued, of every session (metrics: queue depth). */
+  countQueuedTasks(): Promise<number>;
   /** The session's oldest task still queued or running, if any. */
   oldestUnfinishedTask(sessionKey: string): Promise<Task | undefined>;
   /**

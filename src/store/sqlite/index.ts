@@ -29,7 +29,7 @@ import {
   createSession, deleteSession, findSession, getSessionByKey, listAllSessionKeys, listIdleSessions,
   listSessions, resetSession, summarizeSession,
 } from './sessions.ts';
-import { countRunningTasks, enqueueTask, getTask, listTasks, oldestUnfinishedTask, queuePosition } from './tasks.ts';
+import { countQueuedTasks, countRunningTasks, enqueueTask, getTask, listTasks, oldestUnfinishedTask, queuePosition } from './tasks.ts';
 
 export interface SqliteStoreOptions {
   /** Path of the database file, or ':memory:'. */
@@ -105,6 +105,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     listTasks: (sessionKey, page) => listTasks(db, sessionKey, page),
     queuePosition: (task) => queuePosition(db, task),
     countRunningTasks: () => countRunningTasks(db),
+    countQueuedTasks: () => countQueuedTasks(db),
     oldestUnfinishedTask: (sessionKey) => oldestUnfinishedTask(db, sessionKey),
     claimTasks: (runnerId, limit, now) => claimTasks(db, runnerId, limit, now),
     recordTaskSpend: (taskId, spend) => recordTaskSpend(db, taskId, spend),

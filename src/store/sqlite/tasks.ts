@@ -69,6 +69,12 @@ export async function countRunningTasks(db: Db): Promise<number> {
   return Number(n);
 }
 
+export async function countQueuedTasks(db: Db): Promise<number> {
+  const { n } = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('status', '=', 'queued').executeTakeFirstOrThrow();
+  return Number(n);
+}
+
 /** The session's oldest task still queued or running, if any. */
 export async function oldestUnfinishedTask(db: Db, sessionKey: string): Promise<Task | undefined> {
   const row = await db.selectFrom('tasks').selectAll()
