@@ -21,8 +21,16 @@ export interface HarNameValue { name: string; value: string; [key: string]: unkn
 export interface HarPostData { mimeType?: string; text?: string; params?: HarNameValue[]; [key: string]: unknown }
 export interface Har { log: { version?: string; entries: HarEntry[]; [key: string]: unknown } }
 
+/** INVALID_HAR: the input is not a HAR; CONVERSION_FAILED: the agent's task failed; UNSAFE_OUTPUT: its files were refused. */
+export type HarErrorCode = 'INVALID_HAR' | 'CONVERSION_FAILED' | 'UNSAFE_OUTPUT';
+
 export class HarError extends Error {
-  readonly code = 'INVALID_HAR';
+  override readonly name = 'HarError';
+  readonly code: HarErrorCode;
+  constructor(message: string, code: HarErrorCode = 'INVALID_HAR') {
+    super(message);
+    this.code = code;
+  }
 }
 
 /** Parses and checks the shape this module and the agent rely on: HAR's log.entries[].request. */
