@@ -91,6 +91,14 @@ export interface RedactionResult {
   secrets: string[];
 }
 
+/**
+ * Whether a replaced value is also looked for everywhere else: not words such
+ * as a `theme=default` cookie's, which would blank every "default" in the pages.
+ */
+function worthSweeping(value: string): boolean {
+  return value.length >= 16 || (value.length >= 8 && /\d/.test(value) && /[A-Za-z]/.test(value));
+}
+
 class Redactor {
   redactions = 0;
   readonly byKind: Record<string, number> = {};
@@ -102,7 +110,7 @@ class Redactor {
     const name = placeholder(kind);
     this.redactions += 1;
     this.byKind[name] = (this.byKind[name] ?? 0) + 1;
-    if (value.length >= 6 && !this.secrets.has(value)) this.secrets.set(value, name);
+    if (worthSweeping(value) && !this.secrets.has(value)) this.secrets.set(value, name);
     return name;
   }
 

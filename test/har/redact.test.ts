@@ -146,3 +146,13 @@ test('what is not a HAR is refused with a clear message', () => {
   assert.throws(() => parseHar('{"log":{"entries":[]}}', 'x.har'), /x\.har holds no requests/);
   assert.equal(parseHar(JSON.stringify(recording())).log.entries.length, 3);
 });
+
+test('a word-like cookie value is redacted where it was sent, not everywhere else', () => {
+  const har: Har = { log: { entries: [{
+    request: { method: 'GET', url: 'https://acme.test/page', headers: [{ name: 'Cookie', value: 'theme=default' }] },
+    response: { status: 200, content: { mimeType: 'text/html', text: '<p>default plan</p>' } },
+  }] } };
+  const { har: redacted } = redactHar(har);
+  assert.equal(redacted.log.entries[0]!.request.headers![0]!.value, 'theme=<redacted:cookie>');
+  assert.equal(redacted.log.entries[0]!.response!.content!.text, '<p>default plan</p>');
+});
