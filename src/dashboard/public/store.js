@@ -1,0 +1,72 @@
+// What every view shares: the route (from the URL's hash), the sessions list and /health, refreshed every
+// ~2 s while the tab is visible (there is no cross-session stream), and at once when asked.
+import { computed, signal } from '@preact/signals';
+import { api, keyRequired } from './api.js';
+
+const REFRESH_MS = 2000;
+
+function parseRoute() {
+  const match = /^#\/session\/(.+)$/.exec(location.hash);
+  if (match) return { name: 'session', sessionId: decodeURIComponent(match[1]) };
+  return { name: 'sessions' };
+}
+
+export const route = signal(parseRoute());
+window.addEventListener('hashchange', () => {
+  route.value = parseRoute();
+});
+
+export const sessionHref = (id) => `#/session/${encodeURIComponent(id)}`;
+export const navigate = (hash) => {
+  location.hash = hash;
+};
+
+export const sessions = signal(null);
+export const sessionsError = signal(null);
+export const health = signal(null);
+/** Ticks with each refresh, so relative times move on. */
+export const now = signal(Date.now());
+
+export const totals = computed(() => {
+  const list = sessions.value ?? [];
+  return {
+    sessions: list.length,
+    cost: list.reduce((sum, s) => sum + (s.totalCost ?? 0), 0),
+    busy: list.filter((s) => s.state === 'busy').length,
+    queued: list.reduce((sum, s) => sum + (s.queueDepth ?? 0), 0),
+  };
+});
+
+let inFlight = null;
+
+/** Reloads the list and the health report (one at a time; a call during one waits for it). */
+export function refresh() {
+  if (inFlight) return inFlight;
+  inFlight = (async () => {
+    const [list, report] = await Promise.allSettled([api('sessions?limit=500'), fetchHealth()]);
+    if (list.status === 'fulfilled') {
+      sessions.value = list.value;
+      sessionsError.value = null;
+    } else if (!keyRequired.value) sessionsError.value = list.reason.message;
+    if (report.status === 'fulfilled') health.value = report.value;
+    now.value = Date.now();
+  })().finally(() => {
+    inFlight = null;
+  });
+  return inFlight;
+}
+
+// /health answers 503 with the same body when degraded: still worth showing.
+async function fetchHealth() {
+  const response = await fetch(new URL('health', document.baseURI));
+  return response.json();
+}
+
+export function startPolling() {
+  const tick = () => {
+    if (document.visibilityState === 'visible' && !keyRequired.value) void refresh();
+  };
+  document.addEventListener('visibilitychange', tick);
+  setInterval(tick, REFRESH_MS);
+  tick();
+}
