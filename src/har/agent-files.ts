@@ -146,7 +146,7 @@ export async function unifiedDiff(agentDir: string, planned: PlannedFile[]): Pro
         // diff exits 1 when the files differ: that is the answer wanted.
         const failure = error as { code?: number; stdout?: string };
         if (failure.code !== 1) throw error;
-        parts.push(`diff --from-har a/${file.path} b/${file.path}\n${exists ? '' : `new file mode ${(0o100000 | file.mode).toString(8)}\n`}${failure.stdout}`);
+        parts.push(`diff --git a/${file.path} b/${file.path}\n${exists ? '' : `new file mode ${(0o100000 | file.mode).toString(8)}\n`}${failure.stdout}`);
       }
     }
     return parts.join('');
