@@ -165,7 +165,6 @@ test('dry run: a diff, nothing written; the session got a HAR without credential
   assert.match(sentHar, /access_token=<redacted:access_token>/);
   assert.match(sentHar, /<redacted:password>/);
   assert.ok(result.redactions >= 6, `redactions: ${result.redactions}`);
-  if (process.env.SHOW_DIFF) console.log(result.diff);
 
   assert.equal(result.written, false);
   assert.deepEqual(result.files, [
