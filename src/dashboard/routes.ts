@@ -102,7 +102,9 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     "connect-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
   ].join('; ');
 
-  app.get('/', async (_request, reply) => reply
+  // Not part of the API: kept out of the OpenAPI document.
+  const notApi = { schema: { hide: true } };
+  app.get('/', notApi, async (_request, reply) => reply
     .header('content-type', 'text/html; charset=utf-8')
     .header('cache-control', 'no-cache')
     .header('content-security-policy', csp)
@@ -110,7 +112,7 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     .header('referrer-policy', 'no-referrer')
     .send(page));
 
-  app.get('/ui/*', async (request, reply) => {
+  app.get('/ui/*', notApi, async (request, reply) => {
     const asset = assets.get((request.params as { '*': string })['*']);
     if (!asset) return sendError(reply, new RunnerError('ROUTE_NOT_FOUND', `No dashboard file ${request.url.split('?')[0]}.`));
     reply.header('cache-control', asset.cacheControl).header('etag', asset.etag).header('x-content-type-options', 'nosniff');
