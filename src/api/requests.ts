@@ -30,16 +30,37 @@ export const StreamTokenBody = z.object({
 /** ?limit=&cursor= of a paginated list. */
 export function pageQuery(defaultLimit: number, maxLimit: number) {
   return z.object({
-    limit: z.coerce.number().int().min(1).max(maxLimit).default(defaultLimit),
+    limit: z.coerce.number().int().min(1).max(maxLimit).default(defaultLimit).describe(`Items per page, at most ${maxLimit}.`),
     cursor: z.string().max(500).optional().describe('The `nextCursor` (or `x-next-cursor` header) of the previous page.'),
   });
 }
 
+export const SessionsPageQuery = pageQuery(100, 500);
+export const TasksPageQuery = pageQuery(50, 200);
+
 export const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
   .describe('A retried POST /task with the same key and body answers the first task instead of queueing another.');
 
-/** Where a stream resumes: the last `seq` the client saw. */
-export const AfterSeq = z.coerce.number().int().min(0);
+/** Where a stream resumes: the last `seq` the client saw (digits; empty means "not given"). */
+export const AfterSeq = z.string().regex(/^(\d{1,15})?$/, 'a sequence number (0 or more)')
+  .describe('Resume after this seq: the stream sends the events after it (and a `gap` frame for any dropped by retention).');
+
+/** The headers a POST /task may carry (others pass through untouched). */
+export const SubmitTaskHeaders = z.looseObject({
+  'idempotency-key': IdempotencyKey.optional(),
+});
+
+/** The headers of an SSE request: an EventSource resends the last id it saw when it reconnects. */
+export const SseHeaders = z.looseObject({
+  'last-event-id': AfterSeq.optional().describe('Sent by EventSource on reconnect: the same as ?after= (the header wins).'),
+});
+
+/** A stream's query; its `token` (a stream token, for browsers) is a security scheme of the document. */
+export const StreamQuery = z.object({ after: AfterSeq.optional() });
+
+export const FileListQuery = z.object({
+  path: z.string().optional().describe('A folder of the workspace to list (default: its root).'),
+});
 
 export type SubmitTaskInput = z.input<typeof SubmitTaskBody>;
 export type StreamTokenInput = z.input<typeof StreamTokenBody>;

@@ -42,7 +42,7 @@ export const TaskViewSchema = z.object({
   error: ErrorBodySchema.nullable(),
   message: z.string(),
   context: z.string().nullable(),
-  usage: TokenUsageSchema,
+  usage: TokenUsageSchema.nullable().describe('Tokens used; null until the task runs.'),
   createdAt: timestamp,
   startedAt: timestamp.nullable(),
   finishedAt: timestamp.nullable(),

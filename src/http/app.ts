@@ -12,8 +12,10 @@ import type { IncomingMessage } from 'node:http';
 import rateLimit from '@fastify/rate-limit';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { HealthSchema, StreamTokenBody, StreamTokenSchema } from '../api/index.ts';
 import { RunnerError } from '../core/errors.ts';
 import type { Session } from '../core/model.ts';
 import type { EventLog } from '../events/event-log.ts';
@@ -22,8 +24,9 @@ import { assertSessionId, type SessionService } from '../sessions/session-servic
 import type { TaskService } from '../tasks/task-service.ts';
 import type { WorkspaceFiles } from '../workspace/files.ts';
 import type { ApiAuth, Caller } from './auth.ts';
-import { errorHandler, parseInput, sendError } from './errors.ts';
+import { errorHandler, sendError } from './errors.ts';
 import { registerOriginPolicy } from './guard.ts';
+import { errorResponses, isDocsRoute, json, noBodyAsEmptyObject, OPEN_ERRORS, OPENAPI_PATH, openApiRoute, registerOpenApi, security } from './openapi.ts';
 import { fileRoutes } from './routes/files.ts';
 import { sessionRoutes } from './routes/sessions.ts';
 import { streamRoutes } from './routes/stream.ts';
@@ -63,10 +66,16 @@ export interface HttpDeps {
   metrics(): Promise<{ contentType: string; body: string }>;
 }
 
-const OPEN_ROUTES = new Set(['/health']);
+const OPEN_ROUTES = new Set(['/health', OPENAPI_PATH]);
 const STREAM_ROUTE = /^\/(stream\/|session\/[^/]+\/events|tasks\/[^/]+\/events)/;
 
-const streamTokenBody = z.object({ sessionId: z.string().min(1).max(128).optional(), ttlSeconds: z.number().int().min(10).max(3600).default(300) }).strict();
+/**
+ * Answers are not serialized through their zod schemas: a view that drifted from its schema would turn a
+ * finished task's answer (the blocking POST /task a caller waited minutes for) into a 500, and zod's encoding
+ * drops unknown fields without a word. test/http/openapi.test.ts instead validates real answers of every
+ * route against the document. Requests are validated by the schemas (validatorCompiler).
+ */
+const serializeAsJson = () => (data: unknown): string => JSON.stringify(data);
 
 export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
@@ -80,6 +89,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     genReqId: () => randomUUID(),
   });
   app.decorateRequest('caller', null as unknown as Caller);
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializeAsJson);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => sendError(reply, new RunnerError('ROUTE_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`)));
   // A route that takes no body accepts an empty one sent as JSON (generic HTTP clients label every call so).
@@ -100,7 +111,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   await registerOriginPolicy(app, { checkHost: !deps.auth.enabled, allowedHosts: deps.allowedHosts, corsOrigins: deps.corsOrigins });
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0]!;
-    if (OPEN_ROUTES.has(path)) return;
+    if (OPEN_ROUTES.has(path) || isDocsRoute(request)) return;
     request.caller = deps.auth.authenticate(request, request.method === 'GET' && STREAM_ROUTE.test(path));
   });
   app.addHook('onResponse', async (request, reply) => {
@@ -114,7 +125,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     max: deps.rateLimitPerMinute,
     timeWindow: 60_000,
     keyGenerator: (request) => request.caller?.keyId ?? request.ip,
-    allowList: (request) => OPEN_ROUTES.has(request.url.split('?')[0]!) || deps.rateLimitPerMinute === 0,
+    allowList: (request) => OPEN_ROUTES.has(request.url.split('?')[0]!) || isDocsRoute(request) || deps.rateLimitPerMinute === 0,
     errorResponseBuilder: (_request, context) => {
       const error = new RunnerError('RATE_LIMITED', `Too many requests: the limit is ${context.max} a minute. Retry in ${Math.ceil(context.ttl / 1000)} s.`);
       return Object.assign(error, { statusCode: 429 });
@@ -127,24 +138,45 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     if (id !== undefined) headers.push(`x-request-id: ${id}`);
   });
 
-  app.get('/health', async (_request, reply) => {
+  // Routes registered from here on are in the OpenAPI document.
+  await registerOpenApi(app);
+  const api = app.withTypeProvider<ZodTypeProvider>();
+  api.get('/health', {
+    schema: {
+      tags: ['runner'], summary: 'Is the runner up, and can it run tasks', security: security.open,
+      response: { 200: json(HealthSchema, 'Ready.'), 503: json(HealthSchema, 'Degraded: see `docker`, `accepting`.'), ...errorResponses([], OPEN_ERRORS) },
+    },
+  }, async (_request, reply) => {
     const report = await deps.health();
-    return reply.code(report.status === 'ok' ? 200 : 503).send(report);
+    return reply.code(report.status === 'ok' ? 200 : 503).send(report as z.infer<typeof HealthSchema>);
   });
-  app.get('/metrics', async (_request, reply) => {
+  api.get('/metrics', {
+    schema: {
+      tags: ['runner'], summary: 'Prometheus metrics (text exposition format)',
+      response: { 200: { description: 'The metrics.', content: { 'text/plain': { schema: z.string() } } }, ...errorResponses([]) },
+    },
+  }, async (_request, reply) => {
     const { contentType, body } = await deps.metrics();
     return reply.header('content-type', contentType).send(body);
   });
-  app.post('/auth/stream-token', async (request) => {
-    const body = parseInput(streamTokenBody, request.body ?? {});
+  api.post('/auth/stream-token', {
+    schema: {
+      tags: ['runner'], summary: 'Trade the API key for a short-lived stream token (for browsers: ?token= on a stream route)',
+      body: StreamTokenBody,
+      response: { 200: json(StreamTokenSchema, 'The token.'), ...errorResponses(['INVALID_SESSION_ID', 'ORIGIN_NOT_ALLOWED']) },
+    },
+    preValidation: noBodyAsEmptyObject,
+  }, async (request) => {
+    const body = request.body;
     // The session may not exist yet: a browser opens its stream before the session's first task.
     if (body.sessionId) assertSessionId(body.sessionId);
     return deps.auth.issueStreamToken(request.caller, body.sessionId, body.ttlSeconds * 1000);
   });
 
-  taskRoutes(app, deps);
-  sessionRoutes(app, deps);
-  streamRoutes(app, deps);
-  await app.register(async (files) => fileRoutes(files, deps));
+  taskRoutes(api, deps);
+  sessionRoutes(api, deps);
+  streamRoutes(api, deps);
+  await api.register(async (files) => fileRoutes(files, deps));
+  openApiRoute(api);
   return app;
 }

@@ -7,11 +7,12 @@
  * header); the full text is logged under that request id.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import { hasZodFastifySchemaValidationErrors, type ZodFastifySchemaValidationError } from 'fastify-type-provider-zod';
 import { RunnerError, errorTable, publicError } from '../core/errors.ts';
 
 export function toHttpError(error: unknown): RunnerError | null {
   if (error instanceof RunnerError) return error;
+  if (hasZodFastifySchemaValidationErrors(error)) return validationError(error);
   const fastifyError = error as FastifyError;
   switch (fastifyError?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -55,10 +56,14 @@ export function errorHandler(error: unknown, _request: FastifyRequest, reply: Fa
   return sendError(reply, new RunnerError('INTERNAL'), undefined, { cause: error });
 }
 
-/** Parses input with a zod schema, or throws INVALID_REQUEST naming the fields. */
-export function parseInput<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issues = result.error.issues.map((issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`);
-  throw new RunnerError('INVALID_REQUEST', `Invalid request: ${issues.join('; ')}`, { issues });
+/**
+ * A request the route's zod schema refused: 400 INVALID_REQUEST naming the fields
+ * (`details.issues`), or INVALID_SESSION_ID for a bad :sessionId in the path, as the services say it.
+ */
+function validationError(error: { validation: ZodFastifySchemaValidationError[]; validationContext?: string }): RunnerError {
+  const part = error.validationContext ?? 'body';
+  const fields = error.validation.map((issue) => ({ path: issue.instancePath.slice(1).replaceAll('/', '.'), message: issue.message }));
+  if (part === 'params' && fields.some((field) => field.path === 'sessionId')) return new RunnerError('INVALID_SESSION_ID');
+  const issues = fields.map((field) => `${field.path || part}: ${field.message}`);
+  return new RunnerError('INVALID_REQUEST', `Invalid request: ${issues.join('; ')}`, { issues });
 }

@@ -1,15 +1,16 @@
 /**
- * How tasks, sessions and events look on the wire. The seed's fields come
+ * How tasks, sessions and events look on the wire: the domain's objects in
+ * the shapes of the contract (src/api), typed by it. The seed's fields come
  * first and keep their names (taskId, sessionId, output, cost, duration,
  * tools, resumed); ours follow.
  */
-import { z } from 'zod';
+import type { SessionView as SessionAnswer, TaskAccepted, TaskResult, TaskView } from '../api/index.ts';
 import { isErrorCode, publicError, RunnerError, type ErrorBody } from '../core/errors.ts';
 import type { StoredEvent } from '../core/events.ts';
 import type { Task } from '../core/model.ts';
 import type { SessionView } from '../sessions/session-service.ts';
 
-export function taskView(task: Task) {
+export function taskView(task: Task): TaskView {
   return {
     taskId: task.id,
     sessionId: task.sessionId,
@@ -42,12 +43,12 @@ export function taskErrorView(task: Task): ErrorBody | null {
 }
 
 /** The blocking POST /task answer: exactly the seed's shape, plus status. */
-export function taskResultView(task: Task) {
+export function taskResultView(task: Task): TaskResult {
   const { taskId, sessionId, output, cost, duration, tools, resumed, status } = taskView(task);
   return { taskId, sessionId, output, cost, duration, tools, resumed, status };
 }
 
-export function sessionView(session: SessionView) {
+export function sessionView(session: SessionView): SessionAnswer {
   return {
     sessionId: session.id,
     agent: session.agent,
@@ -64,16 +65,8 @@ export function sessionView(session: SessionView) {
 }
 
 /** What POST /task answers when the task has not ended (wait: false, or a shutdown). */
-export function acceptedView(task: Task) {
+export function acceptedView(task: Task): TaskAccepted {
   return { taskId: task.id, sessionId: task.sessionId, status: task.status };
-}
-
-/** ?limit=&cursor= of a paginated list. */
-export function pageQuery(defaultLimit: number, maxLimit: number) {
-  return z.object({
-    limit: z.coerce.number().int().min(1).max(maxLimit).default(defaultLimit),
-    cursor: z.string().max(500).optional(),
-  });
 }
 
 /** A stream frame: the seed's flat shape ({type, ...fields}) plus seq, taskId and ts. */
@@ -81,6 +74,8 @@ export function eventFrame(event: StoredEvent): Record<string, unknown> {
   return { type: event.type, seq: event.seq, taskId: event.taskId, ts: iso(event.ts), ...(event.data as object) };
 }
 
+function iso(ms: number): string;
+function iso(ms: number | null): string | null;
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }

@@ -21,10 +21,12 @@
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
+import { SseHeaders, StreamFrameSchema, StreamQuery } from '../../api/index.ts';
 import type { StoredEvent } from '../../core/events.ts';
 import { publicError, RunnerError } from '../../core/errors.ts';
 import type { Session, Task } from '../../core/model.ts';
 import { isFinal } from '../../core/task-status.ts';
+import { errorResponses, security, SessionParams, TaskParams, type ZodApp } from '../openapi.ts';
 import { eventFrame } from '../views.ts';
 import type { HttpDeps } from '../app.ts';
 
@@ -75,7 +77,7 @@ interface Stream {
   readonly signal: AbortSignal;
 }
 
-const openStreams = new WeakMap<FastifyInstance, Set<Transport>>();
+const openStreams = new WeakMap<object, Set<Transport>>();
 
 /** Bytes each open stream holds in userland (see Backpressure above). For tests and metrics. */
 export function streamBufferedBytes(app: FastifyInstance): number[] {
@@ -90,18 +92,16 @@ function eventJson(event: StoredEvent): string {
   return json;
 }
 
-function parseSeq(value: unknown): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const text = String(value);
-  if (!/^\d{1,15}$/.test(text)) throw new RunnerError('INVALID_REQUEST', 'after / Last-Event-ID must be a sequence number (0 or more).');
-  return Number(text);
-}
-
-/** ?after=, or for SSE the Last-Event-ID header an EventSource sends when it reconnects. */
+/** ?after=, or for SSE the Last-Event-ID header an EventSource sends when it reconnects (both checked by the route's schema). */
 function requestedSeq(request: FastifyRequest, header: boolean): number | undefined {
   const fromHeader = header ? request.headers['last-event-id'] : undefined;
-  return parseSeq(fromHeader ?? (request.query as { after?: string }).after);
+  const text = fromHeader || (request.query as { after?: string }).after;
+  return text ? Number(text) : undefined;
 }
+
+const SSE_FORMAT = 'Server-sent events: `retry: 2000`, then one event per frame: `id: <seq>` (stored events and gaps), '
+  + '`event: <type>`, `data: <the frame as JSON>`; `: ping` comments keep it open. Resume with Last-Event-ID or ?after=.';
+const sseAnswer = (what: string) => ({ description: `${what} ${SSE_FORMAT}`, content: { 'text/event-stream': { schema: StreamFrameSchema } } });
 
 function endsTask(task: Task, event: StoredEvent): boolean {
   return event.taskId === task.id && (event.type === 'task_complete' || event.type === 'task_error');
@@ -112,7 +112,7 @@ function errorBody(error: unknown, reference: string) {
   return publicError(error instanceof RunnerError ? error : new RunnerError('INTERNAL'), reference).body;
 }
 
-export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
+export function streamRoutes(app: ZodApp, deps: HttpDeps): void {
   const limit = deps.streamBufferBytes;
   /** A stream that buffers more than this is cut at once. */
   const hardLimit = HARD_LIMIT_FACTOR * limit;
@@ -124,7 +124,7 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
     done();
   });
 
-  /** The session a stream is for; undefined when it does not exist yet (the stream then waits for it). */
+  /** The session a stream is for; undefined when it does not exist yet (the stream then waits for it). Before validation (WS preValidation): a bad id is the service's INVALID_SESSION_ID. */
   const sessionOf = async (request: FastifyRequest): Promise<Session | undefined> => {
     const { sessionId } = request.params as { sessionId: string };
     if (request.caller.sessionId !== undefined && request.caller.sessionId !== sessionId) throw new RunnerError('SESSION_NOT_FOUND');
@@ -272,10 +272,23 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
   app.get('/stream/:sessionId', {
     websocket: true,
-    // Checked before the upgrade, so a bad request gets an HTTP error, not an open socket.
+    schema: {
+      tags: ['streams'],
+      summary: 'WebSocket: a session\'s events, live and replayed (the seed\'s stream)',
+      description: 'A WebSocket upgrade (GET with `Upgrade: websocket`). Each message is one StreamFrame as JSON: `connected` first, then the stored events '
+        + 'after ?after= (default: from the oldest unfinished task, else live). Opened before the session exists, it waits for it. '
+        + 'A refused upgrade answers with an HTTP error instead.',
+      security: security.stream,
+      params: SessionParams,
+      querystring: StreamQuery,
+      response: {
+        101: { description: 'Switching Protocols; then each WebSocket message is one StreamFrame (JSON).', content: { 'application/json': { schema: StreamFrameSchema } } },
+        ...errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']),
+      },
+    },
+    // Checked before the upgrade (as is the schema), so a bad request gets an HTTP error, not an open socket.
     preValidation: async (request) => {
       request.streamSession = await sessionOf(request);
-      requestedSeq(request, false);
     },
   }, (socket: WebSocket, request) => {
     const raw = request.raw.socket as Socket;
@@ -301,7 +314,16 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
     });
   });
 
-  app.get('/session/:sessionId/events', async (request, reply) => {
+  app.get('/session/:sessionId/events', {
+    schema: {
+      tags: ['streams'], summary: 'Server-sent events: a session\'s events, live and replayed', security: security.stream,
+      params: SessionParams, querystring: StreamQuery, headers: SseHeaders,
+      response: {
+        200: sseAnswer('The same frames as the WebSocket, never ending by itself.'),
+        ...errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']),
+      },
+    },
+  }, async (request, reply) => {
     const session = await sessionOf(request);
     const requested = requestedSeq(request, true);
     const stream = sse(reply, request);
@@ -312,8 +334,17 @@ export function streamRoutes(app: FastifyInstance, deps: HttpDeps): void {
     }
   });
 
-  app.get('/tasks/:taskId/events', async (request, reply) => {
-    const { taskId } = request.params as { taskId: string };
+  app.get('/tasks/:taskId/events', {
+    schema: {
+      tags: ['streams'], summary: 'Server-sent events of one task: from its first event, ending after its last', security: security.stream,
+      params: TaskParams, querystring: StreamQuery, headers: SseHeaders,
+      response: {
+        200: sseAnswer('`connected`, the task\'s events, and the end of the stream after `task_complete` or `task_error`.'),
+        ...errorResponses(['TASK_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']),
+      },
+    },
+  }, async (request, reply) => {
+    const { taskId } = request.params;
     const task = await deps.tasks.get(request.caller.tenantId, taskId);
     if (request.caller.sessionId !== undefined && request.caller.sessionId !== task.sessionId) throw new RunnerError('TASK_NOT_FOUND');
     const requested = requestedSeq(request, true);

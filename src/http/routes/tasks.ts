@@ -2,32 +2,24 @@
  * Task routes. POST /task keeps the seed's blocking behaviour (answers when
  * the task ends); with "wait": false it answers 202 at once.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import { z } from 'zod';
-import { RunnerError } from '../../core/errors.ts';
+import type { FastifyReply } from 'fastify';
+import { SessionAbortSchema, SubmitTaskBody, SubmitTaskHeaders, TaskAcceptedSchema, TaskPageSchema, TaskResultSchema, TaskViewSchema, TasksPageQuery } from '../../api/index.ts';
+import { RunnerError, type ErrorCode } from '../../core/errors.ts';
 import type { Task } from '../../core/model.ts';
-import { parseInput, sendError } from '../errors.ts';
-import { acceptedView, pageQuery, storedError, taskResultView, taskView } from '../views.ts';
+import { sendError } from '../errors.ts';
+import { errorResponses, json, noBodyAsEmptyObject, SessionParams, TaskParams, type ZodApp } from '../openapi.ts';
+import { acceptedView, storedError, taskResultView, taskView } from '../views.ts';
 import type { HttpDeps } from '../app.ts';
 
-const submitBody = z.object({
-  sessionId: z.string().min(1).max(128),
-  message: z.string().min(1).max(200_000),
-  context: z.string().max(200_000).optional(),
-  env: z.record(z.string(), z.unknown()).optional(),
-  agent: z.string().min(1).max(128).optional(),
-  wait: z.boolean().default(true),
-  maxTurns: z.number().int().positive().max(1000).optional(),
-  budgetUsd: z.number().positive().max(10_000).optional(),
-  timeoutMs: z.number().int().positive().max(24 * 3_600_000).optional(),
-  outputSchema: z.record(z.string(), z.unknown()).optional(),
-}).strict();
+/** What the blocking POST /task can answer: refusals of the request, and every way a task can end but success. */
+const SUBMIT_ERRORS: ErrorCode[] = [
+  'INVALID_SESSION_ID', 'INVALID_ENV', 'INVALID_SCHEMA', 'ORIGIN_NOT_ALLOWED', 'AGENT_NOT_FOUND', 'AGENT_MISMATCH', 'AGENT_REQUIRED',
+  'IDEMPOTENCY_CONFLICT', 'PAYLOAD_TOO_LARGE', 'QUEUE_FULL', 'SESSION_LIMIT_REACHED', 'SHUTTING_DOWN', 'MODEL_CREDENTIALS_MISSING',
+  'TASK_ABORTED', 'BUDGET_EXCEEDED', 'MAX_TURNS_REACHED', 'OUTPUT_INVALID', 'SANDBOX_LIMIT', 'DISK_QUOTA_EXCEEDED', 'AGENT_CRASHED',
+  'MODEL_ERROR', 'SANDBOX_UNAVAILABLE', 'SANDBOX_BUSY', 'SANDBOX_IMAGE_MISSING', 'TASK_INTERRUPTED', 'TASK_TIMEOUT',
+];
 
-const idempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
-
-const tasksPage = pageQuery(50, 200);
-
-export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
+export function taskRoutes(app: ZodApp, deps: HttpDeps): void {
   // Blocking POST /task answers still being written; shutdown lets them go out before connections are cut.
   const answering = new Set<Promise<void>>();
   app.addHook('preClose', async () => {
@@ -40,17 +32,30 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     clearTimeout(timer);
   });
 
-  app.post('/task', async (request, reply) => {
+  app.post('/task', {
+    schema: {
+      tags: ['tasks'],
+      summary: 'Run a task in a session (created on first use); blocks until it ends unless "wait": false',
+      description: 'The seed\'s blocking call: answers when the task ends, 200 with its output or the error\'s status with the task\'s fields beside `error`. '
+        + 'With "wait": false, 202 at once. A retry with the same Idempotency-Key and body answers the first task (header `idempotent-replay: true`).',
+      headers: SubmitTaskHeaders,
+      body: SubmitTaskBody,
+      response: {
+        200: json(TaskResultSchema, 'The task succeeded (the seed\'s answer, plus status).'),
+        202: json(TaskAcceptedSchema, '"wait": false: the task is queued; follow it with GET /tasks/{taskId} or its events.'),
+        ...errorResponses(SUBMIT_ERRORS),
+      },
+    },
+    preValidation: noBodyAsEmptyObject,
+  }, async (request, reply) => {
     // The task is durable: a caller that goes away stops waiting, not the task. (The request's own
     // 'close' fires once its body is read; the response's tells when the connection is gone.)
     const gone = new AbortController();
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) gone.abort(new Error('caller went away'));
     });
-    // No body at all (or an empty JSON one) is an empty object here, so the answer names the missing fields.
-    const body = parseInput(submitBody, request.body ?? {});
-    const keyHeader = request.headers['idempotency-key'];
-    const key = keyHeader === undefined ? undefined : parseInput(idempotencyKey, keyHeader);
+    const body = request.body;
+    const key = request.headers['idempotency-key'];
     const { task, created } = await deps.tasks.submit({
       tenantId: request.caller.tenantId,
       sessionId: body.sessionId,
@@ -89,18 +94,30 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     return sendTaskResult(reply, final);
   });
 
-  app.get('/tasks/:taskId', async (request) => {
-    const { taskId } = request.params as { taskId: string };
+  app.get('/tasks/:taskId', {
+    schema: { tags: ['tasks'], summary: 'A task: status, output, error, usage', params: TaskParams, response: { 200: json(TaskViewSchema, 'The task.'), ...errorResponses(['TASK_NOT_FOUND']) } },
+  }, async (request) => {
+    const { taskId } = request.params;
     return taskView(await deps.tasks.get(request.caller.tenantId, taskId));
   });
 
-  app.post('/tasks/:taskId/abort', async (request) => {
-    const { taskId } = request.params as { taskId: string };
+  app.post('/tasks/:taskId/abort', {
+    schema: {
+      tags: ['tasks'], summary: 'Abort a task (queued or running); a task that ended is answered as it is', params: TaskParams,
+      response: { 200: json(TaskViewSchema, 'The task, as the abort left it.'), ...errorResponses(['TASK_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']) },
+    },
+  }, async (request) => {
+    const { taskId } = request.params;
     return taskView(await deps.tasks.abortTask(request.caller.tenantId, taskId));
   });
 
-  app.post('/task/:sessionId/abort', async (request) => {
-    const { sessionId } = request.params as { sessionId: string };
+  app.post('/task/:sessionId/abort', {
+    schema: {
+      tags: ['tasks'], summary: 'Abort the running task of a session and empty its queue (the seed\'s route)', params: SessionParams,
+      response: { 200: json(SessionAbortSchema, 'What was aborted.'), ...errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']) },
+    },
+  }, async (request) => {
+    const { sessionId } = request.params;
     const outcome = await deps.tasks.abortSession(request.caller.tenantId, sessionId);
     const aborted = (outcome.running ? 1 : 0) + outcome.queued.length;
     return {
@@ -112,9 +129,14 @@ export function taskRoutes(app: FastifyInstance, deps: HttpDeps): void {
     };
   });
 
-  app.get('/session/:sessionId/tasks', async (request, reply) => {
-    const { sessionId } = request.params as { sessionId: string };
-    const query = parseInput(tasksPage, request.query);
+  app.get('/session/:sessionId/tasks', {
+    schema: {
+      tags: ['tasks'], summary: 'A session\'s tasks, newest first, a page at a time', params: SessionParams, querystring: TasksPageQuery,
+      response: { 200: json(TaskPageSchema, 'A page; `nextCursor` (also header `x-next-cursor`) fetches the next, null on the last.'), ...errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND']) },
+    },
+  }, async (request, reply) => {
+    const { sessionId } = request.params;
+    const query = request.query;
     const page = await deps.tasks.list(request.caller.tenantId, sessionId, { limit: query.limit, cursor: query.cursor ?? null });
     if (page.nextCursor) reply.header('x-next-cursor', page.nextCursor);
     return { tasks: page.items.map(taskView), nextCursor: page.nextCursor };
