@@ -42,6 +42,8 @@ import { WorkspaceQuota } from './workspace/quota.ts';
 import { SessionDirectories } from './workspace/session-dirs.ts';
 
 const HEALTH_CHECK_CACHE_MS = 3_000;
+/** A tool retrying a refused connection in a loop must not fill the session's log: past this many, refusals are only logged and counted. */
+const MAX_EGRESS_EVENTS_PER_TASK = 100;
 /** How often the sandboxes left running between tasks are measured against the disk quota. */
 const DISK_SWEEP_MS = 5_000;
 
@@ -144,7 +146,8 @@ export async function createRunner(config: Config): Promise<Runner> {
       // A refusal while a task runs is one of its events: whoever watches the session sees at once why a tool failed.
       egressRefused: (refusal) => {
         gatewayMetrics.egressRefused(refusal);
-        if (refusal.taskId === null) return;
+        if (refusal.taskId === null || refusal.nth > MAX_EGRESS_EVENTS_PER_TASK) return;
+        if (refusal.nth === MAX_EGRESS_EVENTS_PER_TASK) logger.warn({ taskId: refusal.taskId }, 'egress refusals: the task\'s next ones are logged and counted, not stored as events');
         events.append(refusal.sessionKey, refusal.taskId, 'egress_refused', { host: refusal.host, port: refusal.port, reason: refusal.reason })
           .catch((error: unknown) => logger.warn({ err: error, taskId: refusal.taskId }, 'could not store an egress refusal'));
       },

@@ -274,9 +274,11 @@ export class SocketModelGateway implements ModelGateway {
 
   /** The proxy refused a connection: logged, and told with the task running in the session (if any). */
   private egressRefused(sessionKey: string, destination: Destination, reason: string): void {
-    const taskId = this.ledger.runningIn(sessionKey)?.grant.taskId ?? null;
+    const task = this.ledger.runningIn(sessionKey);
+    const taskId = task?.grant.taskId ?? null;
+    const nth = task ? ++task.egressRefusals : 1;
     this.options.logger.info({ sessionKey, taskId, host: destination.host, port: destination.port, reason }, 'egress refused');
-    this.observe((observer) => observer.egressRefused?.({ sessionKey, taskId, host: destination.host, port: destination.port, reason }));
+    this.observe((observer) => observer.egressRefused?.({ sessionKey, taskId, nth, host: destination.host, port: destination.port, reason }));
   }
 
   private tell(kind: GatewayErrorKind): void {

@@ -38,6 +38,8 @@ export interface OpenTask {
   /** Model calls counted against maxModelCalls: admitted, less those refused before or by the upstream. */
   countedCalls: number;
   limitReported: boolean;
+  /** Connections of the sandbox the egress proxy refused while this task ran. */
+  egressRefusals: number;
   closed: boolean;
   /** Upstream slots: at most `concurrentCalls` of the task's calls at once. */
   slots: LimitFunction;
@@ -107,7 +109,7 @@ export class TaskLedger {
     const tokenHashes = previous ? [tokenHash, previous] : [tokenHash];
     this.lastTokenHash.set(grant.sessionKey, tokenHash);
     const task: OpenTask = {
-      grant, tokenHashes, usage: emptyUsage(), costUsd: 0, modelCalls: 0, countedCalls: 0, limitReported: false, closed: false,
+      grant, tokenHashes, usage: emptyUsage(), costUsd: 0, modelCalls: 0, countedCalls: 0, limitReported: false, egressRefusals: 0, closed: false,
       slots: pLimit(this.options.concurrentCalls), calls: new Set(),
     };
     this.tasks.set(grant.taskId, task);

@@ -98,9 +98,9 @@ describe('egress refusals at the gateway', () => {
     assert.equal(late.status, 403);
     assert.deepEqual(hits, []);
     assert.deepEqual(told, [
-      { sessionKey: 's1', taskId: task.taskId, host: '127.0.0.1', port: target.port, reason: 'the network policy is none' },
-      { sessionKey: 's1', taskId: task.taskId, host: '127.0.0.1', port: target.port, reason: 'the network policy is none' },
-      { sessionKey: 's1', taskId: null, host: '127.0.0.1', port: target.port, reason: 'no task is running' },
+      { sessionKey: 's1', taskId: task.taskId, nth: 1, host: '127.0.0.1', port: target.port, reason: 'the network policy is none' },
+      { sessionKey: 's1', taskId: task.taskId, nth: 2, host: '127.0.0.1', port: target.port, reason: 'the network policy is none' },
+      { sessionKey: 's1', taskId: null, nth: 1, host: '127.0.0.1', port: target.port, reason: 'no task is running' },
     ]);
     assert.doesNotMatch(JSON.stringify(told), /hunter2|c2VjcmV0|someone/);
   });
@@ -131,6 +131,9 @@ function probe(label: string, args: string): string {
   return `printf '%s ' '${label}'; curl -s -m 5 -w ' code=%{http_code} connect=%{http_connect}' ${args} 2>&1; echo " exit=$?"`;
 }
 
+/** Refused connections of the looping tool: more than the runner stores as events of one task (100). */
+const LOOP = 110;
+
 interface Frame { type: string; seq: number; taskId: string | null; ts: string; [field: string]: unknown }
 
 describe('egress refusals in a real sandbox: the tool, the event, the metric', () => {
@@ -158,6 +161,7 @@ describe('egress refusals in a real sandbox: the tool, the event, the metric', (
           probe('unlisted-tunnel', `-p ${viaProxy} -U proxyuser:proxy-pass-s3cr3t http://host.docker.internal:${unlisted.port}/tunnel`),
         ].join('; ')), text('probed allowlist')),
         rule('egress-none-e5', bash(probe('outside', `http://host.docker.internal:${unlisted.port}/none`)), text('probed none')),
+        rule('egress-loop-e5', bash(`for i in $(seq 1 ${LOOP}); do curl -s -o /dev/null http://host.docker.internal:${unlisted.port}/loop; done; echo looped`), text('looped')),
       ],
     });
   });
@@ -222,9 +226,17 @@ describe('egress refusals in a real sandbox: the tool, the event, the metric', (
     assert.match(session.text, new RegExp(`"type":"egress_refused","seq":\\d+,"taskId":"${taskId}"`));
   });
 
+  test('a tool that retries in a loop: the first 100 refusals are events of the task, the rest only counted', async () => {
+    const { taskId, frames } = await run('egress-loop', 'plain', 'egress-loop-e5');
+    const found = refusals(frames);
+    assert.equal(found.length, 100);
+    assert.ok(found.every((f) => f.taskId === taskId && f.reason === 'the network policy is none'));
+    assert.deepEqual(unlistedHits, []);
+  });
+
   test('the metric counts every refusal by reason', async () => {
     const body = (await h.api('/metrics')).text;
     assert.match(body, /^claude_runner_egress_refused_total\{reason="not on the allowlist"\} 2$/m);
-    assert.match(body, /^claude_runner_egress_refused_total\{reason="the network policy is none"\} 1$/m);
+    assert.match(body, new RegExp(`^claude_runner_egress_refused_total\\{reason="the network policy is none"\\} ${1 + LOOP}$`, 'm'));
   });
 });

@@ -61,6 +61,8 @@ export interface EgressRefusal {
   sessionKey: string;
   /** The session's running task, or null when none runs. */
   taskId: string | null;
+  /** This refusal is the task's nth (1, 2, …; 1 without a task): a sandbox that retries in a loop can be told fewer times. */
+  nth: number;
   host: string;
   /** 0 when the destination could not be read. */
   port: number;
