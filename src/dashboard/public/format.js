@@ -23,13 +23,21 @@ export function bytes(size) {
 }
 
 export function relativeTime(iso, now = Date.now()) {
-  if (!iso) return '—';
-  const seconds = Math.round((now - Date.parse(iso)) / 1000);
+  const at = typeof iso === 'number' ? iso : Date.parse(iso);
+  if (!iso || Number.isNaN(at)) return '—';
+  const seconds = Math.round((now - at) / 1000);
   if (seconds < 5) return 'just now';
   if (seconds < 60) return `${seconds}s ago`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)}m ago`;
   if (seconds < 86_400) return `${Math.floor(seconds / 3600)}h ago`;
   return `${Math.floor(seconds / 86_400)}d ago`;
+}
+
+/** A task's usage as "240 in · 40 out tokens". */
+export function tokens(usage) {
+  if (!usage || typeof usage !== 'object') return '';
+  const input = (usage.inputTokens ?? 0) + (usage.cacheReadInputTokens ?? 0) + (usage.cacheCreationInputTokens ?? 0);
+  return `${input} in · ${usage.outputTokens ?? 0} out tokens`;
 }
 
 export function clock(iso) {

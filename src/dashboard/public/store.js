@@ -38,10 +38,20 @@ export const totals = computed(() => {
 });
 
 let inFlight = null;
+let queued = null;
 
-/** Reloads the list and the health report (one at a time; a call during one waits for it). */
+/**
+ * Reloads the list and the health report, one at a time. A call during a reload gets one more after it
+ * (the reload under way may have been asked before the change the caller wants to see).
+ */
 export function refresh() {
-  if (inFlight) return inFlight;
+  if (inFlight) {
+    queued ??= inFlight.then(() => {
+      queued = null;
+      return refresh();
+    });
+    return queued;
+  }
   inFlight = (async () => {
     const [list, report] = await Promise.allSettled([api('sessions?limit=500'), fetchHealth()]);
     if (list.status === 'fulfilled') {

@@ -2,7 +2,7 @@
 // a row unfolds to the whole output or error.
 import { html } from './html.js';
 import { Badge, Empty } from './ui.js';
-import { clock, duration, money, outputText, preview } from './format.js';
+import { clock, duration, money, outputText, preview, tokens } from './format.js';
 
 function TaskRow({ task }) {
   const result = task.error ? `${task.error.code}: ${task.error.message}` : outputText(task.output);
@@ -20,7 +20,7 @@ function TaskRow({ task }) {
         <pre class="code">${task.message}</pre>
         <div class="label">${task.error ? 'Error' : 'Output'}</div>
         <pre class=${`code${task.error ? ' is-error' : ''}`}>${result || '—'}</pre>
-        <div class="muted small">${task.taskId}${task.tools?.length ? ` · tools: ${task.tools.join(', ')}` : ''}${task.usage ? ` · ${preview(task.usage, 100)}` : ''}</div>
+        <div class="muted small">${task.taskId}${task.tools?.length ? ` · tools: ${task.tools.join(', ')}` : ''}${task.usage ? ` · ${tokens(task.usage)}` : ''}</div>
       </div>
     </details>`;
 }
