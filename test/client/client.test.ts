@@ -16,7 +16,7 @@ import { eventually, startHarness, type Harness } from '../support/harness.ts';
 const RULES = [
   rule('cl-hello', bash('echo hi-from-tool', { chunkDelayMs: 5 }), text('Hello from the agent.', { chunkDelayMs: 5 })),
   rule('cl-slow', bash('sleep 3; echo slept', { chunkDelayMs: 5 }), text('Woke up.', { chunkDelayMs: 5 })),
-  rule('cl-long', bash('sleep 60', { chunkDelayMs: 5 }), text('never')),
+  rule('cl-long', bash('echo started-long; sleep 60', { chunkDelayMs: 5 }), text('never')),
   rule('cl-fail', errorTurn(400, 'scripted refusal')),
 ];
 
