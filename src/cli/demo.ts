@@ -12,7 +12,7 @@
  * stop listening, and the temporary DATA_DIR goes.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,8 +51,10 @@ async function startMockApi(port: number): Promise<MockApi> {
 
 /** Runs the demo; resolves with the exit code once everything it started is gone. */
 export async function runDemo(options: DemoOptions): Promise<number> {
-  const runnerId = `demo${randomBytes(4).toString('hex')}`;
+  // Its own id (tests set DEMO_RUNNER_ID to one of theirs): what carries it is removed at the end, nothing else.
+  const runnerId = process.env.DEMO_RUNNER_ID || `demo${randomBytes(4).toString('hex')}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'claude-runner-demo-'));
+  const agentDir = join(dataDir, 'agent-template');
   let model: ScriptedModel | undefined;
   let api: MockApi | undefined;
   let runner: Runner | undefined;
@@ -83,16 +85,24 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Whatever goes wrong (a closed stdout pipe: EPIPE), what the demo started is still removed.
+  const onCrash = (error: unknown): void => {
+    process.stderr.write(`demo: ${(error as Error)?.message ?? String(error)}\n`);
+    void stop().finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', onCrash);
+  process.stdout.on('error', onCrash);
 
   const script = parseJsonScript(JSON.parse(readFileSync(join(packageRoot, 'examples/support-bot/script.json'), 'utf8')));
   model = await startScriptedModel({ ...script, requireApiKey: DEMO_KEY });
   api = await startMockApi(options.apiPort);
+  writeAgentTemplate(agentDir, api.port);
   runner = await createRunner(loadConfig({
     PORT: String(options.port),
     HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
     RUNNER_ID: runnerId,
-    AGENT_DIR: join(packageRoot, 'examples/support-bot/agent'),
+    DATA_DIR: join(dataDir, 'data'),
+    AGENT_DIR: agentDir,
     ANTHROPIC_BASE_URL: model.url,
     ANTHROPIC_API_KEY: DEMO_KEY,
     MODEL_MAX_RETRIES: '0',
@@ -101,7 +111,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   }));
   const url = (await runner.start()).replace('0.0.0.0', '127.0.0.1');
   client = new ClaudeRunnerClient({ baseUrl: url });
-  process.stdout.write(`scripted model ${model.url}\nmock Acme API   http://127.0.0.1:${api.port}\nClaude Runner   ${url}\n\n`);
+  process.stdout.write(`scripted model ${model.url}\nmock Acme API   http://127.0.0.1:${api.port}\nClaude Runner   ${url} (runner id ${runnerId}, data in ${dataDir})\n\n`);
 
   const sessionId = `demo-${Date.now().toString(36)}`;
   const events = followEvents(client, sessionId, following.signal);
@@ -130,6 +140,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     await events;
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('uncaughtException', onCrash);
+    process.stdout.off('error', onCrash);
     return exitCode;
   }
   process.stdout.write([
@@ -143,6 +155,15 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   process.stdout.write('demo ready\n');
   // Runs until a signal: onSignal exits once everything is gone.
   return new Promise(() => undefined);
+}
+
+/** The support-bot template, its network allowlist naming the port the mock API really listens on. */
+function writeAgentTemplate(dir: string, apiPort: number): void {
+  cpSync(join(packageRoot, 'examples/support-bot/agent'), dir, { recursive: true });
+  const configFile = join(dir, 'runner.json');
+  const config = JSON.parse(readFileSync(configFile, 'utf8')) as { network?: { allow?: string[] } };
+  if (config.network?.allow) config.network.allow = config.network.allow.map((entry) => entry.replace(/^host\.docker\.internal:\d+$/, `host.docker.internal:${apiPort}`));
+  writeFileSync(configFile, JSON.stringify(config, null, 2));
 }
 
 /** Prints the session's events as they come (the client resumes after a disconnect). */
