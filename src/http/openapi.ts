@@ -106,7 +106,7 @@ const transform: typeof zodTransform = (input) => {
 const transformObject: typeof zodTransformObject = (input) => {
   const document = zodTransformObject(input) as { paths?: unknown; components: { schemas: Record<string, unknown> } };
   const schemas = document.components.schemas;
-  const kept = (name: string): boolean => /^(Event|Frame_)/.test(name);
+  const kept = (name: string): boolean => /^(Event|Frame_)/.test(name) && !name.endsWith('Input');
   const referenced = new Set<string>();
   const visit = (value: unknown): void => {
     for (const match of JSON.stringify(value ?? null).matchAll(/"#\/components\/schemas\/([^"]+)"/g)) {
