@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { HealthSchema, StreamTokenBody, StreamTokenSchema } from '../api/index.ts';
 import { RunnerError } from '../core/errors.ts';
+import { dashboardRoutes, isDashboardRoute } from '../dashboard/routes.ts';
 import type { Session } from '../core/model.ts';
 import type { EventLog } from '../events/event-log.ts';
 import type { StreamStarts } from '../events/stream-starts.ts';
@@ -111,7 +112,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   await registerOriginPolicy(app, { checkHost: !deps.auth.enabled, allowedHosts: deps.allowedHosts, corsOrigins: deps.corsOrigins });
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0]!;
-    if (OPEN_ROUTES.has(path) || isDocsRoute(request)) return;
+    // The dashboard's page and files are open (the page then asks for a key); decided by the route found.
+    if (OPEN_ROUTES.has(path) || isDashboardRoute(request) || isDocsRoute(request)) return;
     request.caller = deps.auth.authenticate(request, request.method === 'GET' && STREAM_ROUTE.test(path));
   });
   app.addHook('onResponse', async (request, reply) => {
@@ -178,5 +180,6 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   streamRoutes(api, deps);
   await api.register(async (files) => fileRoutes(files, deps));
   openApiRoute(api);
+  await app.register(dashboardRoutes);
   return app;
 }
