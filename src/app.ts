@@ -217,6 +217,15 @@ export async function createRunner(config: Config): Promise<Runner> {
     return dockerChecked.result;
   };
 
+  // The engine is asked for its containers at most every few seconds too (the dashboard polls /health).
+  let sandboxesCounted: { at: number; result: Promise<number | null> } | undefined;
+  const runningSandboxes = (): Promise<number | null> => {
+    if (!sandboxesCounted || Date.now() - sandboxesCounted.at > HEALTH_CHECK_CACHE_MS) {
+      sandboxesCounted = { at: Date.now(), result: sandbox.runningCount().catch(() => null) };
+    }
+    return sandboxesCounted.result;
+  };
+
   const auth = new ApiAuth(config.apiKeys);
   const http = await buildHttpApp({
     tasks, sessions, events, streamStarts: new StreamStarts(store), files, auth, logger,
@@ -236,6 +245,7 @@ export async function createRunner(config: Config): Promise<Runner> {
         runnerId,
         runningTasks: scheduler.runningCount(),
         liveAgents: runtime.liveSessions().length,
+        runningSandboxes: docker === 'ok' ? await runningSandboxes() : null,
         agents: templates.names(),
         uptime: Math.round(process.uptime()),
       };

@@ -121,6 +121,7 @@ export const HealthSchema = z.object({
   runnerId: z.string(),
   runningTasks: z.number().int(),
   liveAgents: z.number().int(),
+  runningSandboxes: z.number().int().nullable().describe('Containers of this runner that run (null while the engine is unreachable).'),
   agents: z.array(z.string()),
   uptime: z.number().describe('s'),
 }).catchall(z.unknown()).meta({ id: 'Health' });

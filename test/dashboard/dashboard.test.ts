@@ -106,6 +106,8 @@ describe('dashboard', () => {
     await overview.goto(`${h.url}/`);
     await overview.locator('tr.session-row[data-session-id="carol@example.com"] .badge', { hasText: 'busy' }).waitFor();
     await overview.locator('[data-stat="running"] .stat-value', { hasText: '1' }).waitFor();
+    // Its container runs (the engine's count, as /health reports it).
+    await overview.locator('[data-stat="containers"] .stat-value', { hasText: /^[1-9]\d*$/ }).waitFor();
     await browser.screenshot(overview, 'overview');
     await overview.close();
 

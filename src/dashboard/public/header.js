@@ -21,6 +21,7 @@ export function Header() {
         <${Stat} name="running" label="running tasks" value=${report?.runningTasks ?? '—'} tone=${report?.runningTasks ? 'live' : ''} />
         <${Stat} name="queued" label="queued" value=${sum.queued} />
         <${Stat} name="agents" label="live agents" value=${report?.liveAgents ?? '—'} />
+        <${Stat} name="containers" label="containers" value=${report?.runningSandboxes ?? '—'} />
         <${Stat} name="sessions" label="sessions" value=${sum.sessions} />
         <${Stat} name="engine" label="docker" value=${engine} tone=${engine === 'ok' ? 'ok' : report ? 'bad' : ''} />
       </div>
