@@ -7,7 +7,7 @@
  * Owns: the upstream connection and the bytes of a call. Must not touch:
  * tokens, budgets or sessions (task-ledger.ts and session-sockets.ts do).
  */
-import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, Agent as HttpAgent, IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { NetworkMode } from '../core/ports/sandbox.ts';
@@ -152,62 +152,75 @@ export function forwardCall(call: ForwardedCall): Promise<number> {
   return new Promise<number>((resolve) => {
     let answered = false;
     let settled = false;
-    const onCut = (): void => void outgoing.destroy();
+    let current: ClientRequest | undefined;
+    const onCut = (): void => void current?.destroy();
     const settle = (status: number): void => {
       if (settled) return;
       settled = true;
       cut.removeEventListener('abort', onCut);
       resolve(status);
     };
-    const outgoing = send(target, { method: 'POST', headers, agent: call.agent }, (upstreamRes) => {
-      answered = true;
-      const status = upstreamRes.statusCode ?? 502;
-      const meter = route.metered ? new UsageMeter(upstreamRes.headers['content-type'], call.requestModel) : undefined;
-      const responseHeaders = { ...upstreamRes.headers };
-      delete responseHeaders.connection;
-      delete responseHeaders['keep-alive'];
-      delete responseHeaders['transfer-encoding'];
-      let clientLeft = res.closed;
-      if (!clientLeft) res.writeHead(status, responseHeaders);
-      res.once('close', () => {
-        clientLeft = true;
-        upstreamRes.resume();
+    const attempt = (mayRetry: boolean): void => {
+      let retried = false;
+      const outgoing = send(target, { method: 'POST', headers, agent: call.agent }, (upstreamRes) => {
+        answered = true;
+        const status = upstreamRes.statusCode ?? 502;
+        const meter = route.metered ? new UsageMeter(upstreamRes.headers['content-type'], call.requestModel) : undefined;
+        const responseHeaders = { ...upstreamRes.headers };
+        delete responseHeaders.connection;
+        delete responseHeaders['keep-alive'];
+        delete responseHeaders['transfer-encoding'];
+        let clientLeft = res.closed;
+        if (!clientLeft) res.writeHead(status, responseHeaders);
+        res.once('close', () => {
+          clientLeft = true;
+          upstreamRes.resume();
+        });
+        upstreamRes.on('data', (chunk: Buffer) => {
+          meter?.push(chunk);
+          if (clientLeft) return;
+          // A slow reader slows the upstream instead of filling this process's memory.
+          if (!res.write(chunk)) {
+            upstreamRes.pause();
+            res.once('drain', () => upstreamRes.resume());
+          }
+        });
+        // After the end, or when cut (the task's end, the upstream failing): what was seen of it is what it cost.
+        upstreamRes.once('close', () => {
+          if (meter) {
+            meter.end();
+            call.onMetered(meter);
+          }
+          if (upstreamRes.complete) res.end();
+          else res.destroy();
+          settle(status);
+        });
       });
-      upstreamRes.on('data', (chunk: Buffer) => {
-        meter?.push(chunk);
-        if (clientLeft) return;
-        // A slow reader slows the upstream instead of filling this process's memory.
-        if (!res.write(chunk)) {
-          upstreamRes.pause();
-          res.once('drain', () => upstreamRes.resume());
+      outgoing.on('error', (error: NodeJS.ErrnoException) => {
+        if (answered) return;
+        // The upstream closed a kept-alive connection just as it was reused, before answering (its idle timeout):
+        // the call is sent once more on a fresh connection, as Node advises for reusedSocket, not failed.
+        if (mayRetry && outgoing.reusedSocket && error.code === 'ECONNRESET' && !cut.aborted) {
+          retried = true;
+          attempt(false);
+          return;
         }
-      });
-      // After the end, or when cut (the task's end, the upstream failing): what was seen of it is what it cost.
-      upstreamRes.once('close', () => {
-        if (meter) {
-          meter.end();
-          call.onMetered(meter);
+        if (!cut.aborted) {
+          call.onUnreachable(error);
+          apiError(res, 502, 'api_error', `claude-runner gateway: upstream unreachable (${error.message})`);
+        } else {
+          apiError(res, 401, 'authentication_error', 'invalid or expired task token');
         }
-        if (upstreamRes.complete) res.end();
-        else res.destroy();
-        settle(status);
+        settle(0);
       });
-    });
-    outgoing.on('error', (error) => {
-      if (answered) return;
-      if (!cut.aborted) {
-        call.onUnreachable(error);
-        apiError(res, 502, 'api_error', `claude-runner gateway: upstream unreachable (${error.message})`);
-      } else {
-        apiError(res, 401, 'authentication_error', 'invalid or expired task token');
-      }
-      settle(0);
-    });
-    outgoing.once('close', () => {
-      if (!answered) settle(0);
-    });
+      outgoing.once('close', () => {
+        if (!answered && !retried) settle(0);
+      });
+      current = outgoing;
+      if (cut.aborted) outgoing.destroy();
+      outgoing.end(body);
+    };
     cut.addEventListener('abort', onCut, { once: true });
-    if (cut.aborted) outgoing.destroy();
-    outgoing.end(body);
+    attempt(true);
   });
 }
