@@ -35,7 +35,11 @@ import { TaskEndings } from './tasks/task-endings.ts';
 import { Scheduler } from './tasks/scheduler.ts';
 import { TaskExecution } from './tasks/task-execution.ts';
 import { TaskService } from './tasks/task-service.ts';
-import { TemplateCatalog } from './templates/catalog.ts';
+import { BUILTIN_TEMPLATES_DIR, TemplateCatalog } from './templates/catalog.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
+import { WebhookSigner } from './webhooks/signer.ts';
+import { WebhookTargets } from './webhooks/targets.ts';
+import { taskView } from './http/views.ts';
 import { WorkspaceFiles } from './workspace/files.ts';
 import { LoopVolumes } from './workspace/loop-volumes.ts';
 import { WorkspaceQuota } from './workspace/quota.ts';
@@ -87,7 +91,7 @@ function stableRunnerId(config: Config): string {
 
 export async function createRunner(config: Config): Promise<Runner> {
   const redactor = new Redactor();
-  redactor.addPermanent(config.upstream.apiKey, config.upstream.oauthToken, ...config.apiKeys.map((k) => k.key));
+  redactor.addPermanent(config.upstream.apiKey, config.upstream.oauthToken, config.webhooks.secret, ...config.apiKeys.map((k) => k.key));
   const logger = createLogger(config.logLevel, redactor);
   for (const warning of config.warnings) logger.warn(warning);
 
@@ -102,7 +106,13 @@ export async function createRunner(config: Config): Promise<Runner> {
   const quota = new WorkspaceQuota(config.sandbox.diskBytes, volumes);
   const runnerId = stableRunnerId(config);
   const store = await openSqliteStore({ file: join(config.dataDir, 'runner.db') });
-  const templates = new TemplateCatalog(config.agentDir, config.defaultAgent);
+  const templates = new TemplateCatalog(config.agentDir, config.defaultAgent, BUILTIN_TEMPLATES_DIR, {
+    memoryBytes: config.sandbox.memoryBytes,
+    cpus: config.sandbox.nanoCpus / 1e9,
+    pidsLimit: config.sandbox.pidsLimit,
+    taskTimeoutMs: config.limits.taskTimeoutMs,
+    budgetUsd: config.limits.taskBudgetUsd,
+  });
   const sealer = EnvSealer.fromDataDir(config.dataDir, config.secretKey);
   const files = new WorkspaceFiles();
   const dockerSandbox = new DockerSandboxDriver({
@@ -176,6 +186,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       sessionBudgetUsd: config.limits.sessionBudgetUsd,
       network: config.sandbox.defaultNetwork,
       diskPollMs: 2000,
+      inputTimeoutMs: config.inputTimeoutMs,
     },
     logger: logger.child({ component: 'tasks' }),
   });
@@ -192,14 +203,31 @@ export async function createRunner(config: Config): Promise<Runner> {
     },
     maxSessions: config.limits.maxSessions, idleTimeoutMs: config.idleTimeoutMs, logger: logger.child({ component: 'sessions' }),
   });
+  // Webhooks: a task's end is delivered from the store's outbox, apart from the task and its answer (src/webhooks).
+  const webhookTargets = new WebhookTargets({ configured: config.webhooks.secret !== undefined, allowPrivate: config.webhooks.allowPrivate, templates });
+  const webhooks = new WebhookDispatcher({
+    outbox: store.webhookOutbox,
+    signer: config.webhooks.secret === undefined ? undefined : new WebhookSigner(config.webhooks.secret),
+    render: taskView,
+    timeoutMs: config.webhooks.timeoutMs,
+    retryScheduleMs: config.webhooks.retryScheduleMs,
+    allowPrivate: config.webhooks.allowPrivate,
+    logger: logger.child({ component: 'webhooks' }),
+  });
   let accepting = true;
   const tasks = new TaskService({
     store, events, sessions, scheduler, execution, completions, endings, announcements, sealer, redactor,
     maxQueuedPerSession: config.limits.maxQueuedPerSession,
+    templates,
+    taskLimits: { maxTurns: config.maxTurns, timeoutMs: config.limits.taskTimeoutMs, budgetUsd: config.limits.taskBudgetUsd },
+    webhooks: webhookTargets,
     isAccepting: () => accepting,
   });
 
   completions.onEnd((task) => metrics.taskEnded(task));
+  completions.onEnd((task) => {
+    if (task.options.webhookUrl) webhooks.wake();
+  });
 
   // /health is open and not rate limited: the Docker engine is asked at most every few seconds.
   let dockerChecked: { at: number; result: Promise<string> } | undefined;
@@ -251,6 +279,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       };
     },
     metrics: () => metrics.scrape(),
+    webhookOutbox: store.webhookOutbox,
   });
 
   const timers: NodeJS.Timeout[] = [];
@@ -259,8 +288,10 @@ export async function createRunner(config: Config): Promise<Runner> {
   return {
     config, runnerId, logger, store, http, tasks, sessions, events,
     async start() {
+      await webhookTargets.checkTemplates();
       await recovery.run();
       scheduler.poke();
+      webhooks.start();
       timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
         config.idleSweepMs));
       if (config.sandbox.diskBytes > 0) {
@@ -292,6 +323,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       const drained = await scheduler.drain(config.shutdownGraceMs);
       if (!drained) await execution.stopAll(new RunnerError('TASK_INTERRUPTED', 'The server shut down before the task ended.'));
       await events.settle();
+      await webhooks.stop();
       await http.close();
       await runtime.closeAll();
       await gateway.close();

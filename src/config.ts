@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { NetworkMode } from './core/ports/sandbox.ts';
+import { DEFAULT_RETRY_SCHEDULE_MS, webhookSecretProblem } from './webhooks/secret.ts';
 
 const MiB = 1024 * 1024;
 
@@ -63,6 +64,7 @@ const schema = z.object({
   IDLE_SWEEP_MS: int(0),
   AGENT_IDLE_MS: int(5 * 60_000),
   TASK_TIMEOUT_MS: int(15 * 60_000),
+  INPUT_TIMEOUT_MS: int(10 * 60_000),
   MAX_BUDGET_USD: optionalNum,
   SESSION_BUDGET_USD: optionalNum,
   SHUTDOWN_GRACE_MS: int(30_000),
@@ -77,6 +79,16 @@ const schema = z.object({
   RUNNER_ID: optionalText,
   CLAUDE_EXECUTABLE: optionalText,
   RUNNER_SECRET_KEY: optionalText,
+  WEBHOOK_SECRET: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()
+    .superRefine((v, ctx) => {
+      const problem = v === undefined ? null : webhookSecretProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: `${problem} (generate one with: echo whsec_$(openssl rand -base64 32))` });
+    })),
+  WEBHOOK_TIMEOUT_MS: int(10_000),
+  WEBHOOK_RETRY_SCHEDULE: z.string().default(DEFAULT_RETRY_SCHEDULE_MS.join(','))
+    .refine((v) => /^\s*\d+(\s*,\s*\d+)*\s*$/.test(v), 'expected waits in ms separated by commas, such as 5000,300000')
+    .transform((v) => v.split(',').map((entry) => Number(entry.trim()))),
+  WEBHOOK_ALLOW_PRIVATE: bool(false),
 });
 
 /** Every variable the runner reads (README "Configuration" documents each; a test checks it). */
@@ -137,6 +149,8 @@ export interface Config {
   /** Interval of the idle sweep (stops the sandboxes of sessions idle for idleTimeoutMs). */
   idleSweepMs: number;
   agentIdleMs: number;
+  /** How long a question of an agent to a person waits for an answer; the task's own clock is paused meanwhile. */
+  inputTimeoutMs: number;
   shutdownGraceMs: number;
   /** Retention (count, age) is applied every trimIntervalMs. */
   events: { maxPerSession: number; maxAgeMs: number; trimIntervalMs: number; streamBufferBytes: number };
@@ -145,6 +159,15 @@ export interface Config {
   claudeExecutable: string | undefined;
   /** base64 32-byte key sealing task env at rest; generated in DATA_DIR when absent. */
   secretKey: string | undefined;
+  webhooks: {
+    /** whsec_… key signing deliveries; without it no task may ask for a webhook. */
+    secret: string | undefined;
+    timeoutMs: number;
+    /** Waits (ms) before each retry; its length is the number of retries. */
+    retryScheduleMs: number[];
+    /** Lets webhooks reach loopback and private addresses (tests, trusted networks). */
+    allowPrivate: boolean;
+  };
   /** Warnings to log once the logger exists (e.g. a remote bind refused). */
   warnings: string[];
 }
@@ -224,6 +247,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     idleTimeoutMs: e.IDLE_TIMEOUT_MS,
     idleSweepMs: e.IDLE_SWEEP_MS > 0 ? Math.max(10, e.IDLE_SWEEP_MS) : Math.max(1000, Math.min(e.IDLE_TIMEOUT_MS / 2, 60_000)),
     agentIdleMs: e.AGENT_IDLE_MS,
+    inputTimeoutMs: Math.max(1, e.INPUT_TIMEOUT_MS),
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     events: {
       maxPerSession: e.EVENTS_MAX_PER_SESSION, maxAgeMs: e.EVENTS_MAX_AGE_MS,
@@ -233,6 +257,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runnerId: e.RUNNER_ID,
     claudeExecutable: e.CLAUDE_EXECUTABLE,
     secretKey: e.RUNNER_SECRET_KEY,
+    webhooks: {
+      secret: e.WEBHOOK_SECRET, timeoutMs: Math.max(1, e.WEBHOOK_TIMEOUT_MS),
+      retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE, allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+    },
     warnings,
   };
 }

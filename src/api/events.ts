@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import type { EventType } from '../core/events.ts';
-import { ErrorBodySchema, TaskStatusSchema } from './responses.ts';
+import { ErrorBodySchema, InputQuestionSchema, TaskStatusSchema } from './responses.ts';
 
 const stored = <T extends EventType, S extends z.ZodRawShape>(type: T, fields: S, description: string) =>
   z.object({
@@ -27,6 +27,17 @@ export const storedEventSchemas = {
   tool_end: stored('tool_end', { tool: z.string(), result: z.string(), toolUseId: z.string(), isError: z.boolean(), truncated: z.literal(true).optional() }, 'A tool\'s result (cut at 64 KiB: truncated).'),
   usage: stored('usage', { model: z.string(), inputTokens: z.number(), outputTokens: z.number(), costUsd: z.number() }, 'One model call, metered.'),
   egress_refused: stored('egress_refused', { host: z.string(), port: z.number().int(), reason: z.string() }, 'The network policy refused a connection of the sandbox.'),
+  input_required: stored('input_required', {
+    requestId: z.string(), kind: z.enum(['question', 'permission']),
+    questions: z.array(InputQuestionSchema).optional().describe('kind question: what the agent asks (AskUserQuestion).'),
+    tool: z.string().optional().describe('kind permission: the tool the agent wants to call.'),
+    input: z.unknown().describe('The tool call\'s input.'),
+    expiresAt: z.string().describe('When the task ends unanswered (INPUT_TIMEOUT_MS), ISO 8601.'),
+  }, 'The agent waits for a person: answer with POST /tasks/:taskId/input. The task is awaiting_input until then.'),
+  input_received: stored('input_received', {
+    requestId: z.string(), kind: z.enum(['question', 'permission']),
+    answers: z.record(z.string(), z.string()).optional(), decision: z.enum(['allow', 'deny']).optional(),
+  }, 'A person answered; the agent goes on.'),
   task_complete: stored('task_complete', { output: z.unknown(), cost: z.number(), duration: z.number(), tools: z.array(z.string()), resumed: z.boolean() }, 'The task succeeded: its last event.'),
   task_error: stored('task_error', { status: TaskStatusSchema, error: ErrorBodySchema, cost: z.number(), duration: z.number() }, 'The task ended otherwise: its last event.'),
   abort: stored('abort', {}, 'The task was aborted; a task_error follows.'),

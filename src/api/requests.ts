@@ -16,10 +16,15 @@ export const SubmitTaskBody = z.object({
     .describe('Variables for the agent\'s tools for this task only: sealed at rest, redacted from events and logs.'),
   agent: z.string().min(1).max(128).optional().describe('The agent template; the session\'s own (or "default") when absent.'),
   wait: z.boolean().default(true).describe('true (the seed\'s behaviour): answer when the task ends; false: answer 202 at once.'),
-  maxTurns: z.number().int().positive().max(1000).optional(),
+  model: z.string().min(1).max(200).optional()
+    .describe('The model for this task: one of the template\'s `models` in runner.json (400 OVERRIDE_NOT_ALLOWED otherwise).'),
+  maxTurns: z.number().int().positive().max(1000).optional()
+    .describe('Lowers the template\'s (or the operator\'s) limit; a value above it is 400 OVERRIDE_NOT_ALLOWED.'),
   budgetUsd: z.number().positive().max(10_000).optional(),
   timeoutMs: z.number().int().positive().max(24 * 3_600_000).optional(),
   outputSchema: z.record(z.string(), z.unknown()).optional().describe('A JSON Schema the output must match (structured output).'),
+  webhookUrl: z.string().max(2048).optional()
+    .describe('An absolute http(s) URL POSTed a signed Standard Webhooks message when the task ends (docs/webhooks.md); the template\'s default when absent. Needs WEBHOOK_SECRET; private addresses are refused (400 WEBHOOK_TARGET_NOT_ALLOWED).'),
 }).strict().meta({ id: 'SubmitTaskBody' });
 
 export const StreamTokenBody = z.object({
@@ -64,3 +69,17 @@ export const FileListQuery = z.object({
 
 export type SubmitTaskInput = z.input<typeof SubmitTaskBody>;
 export type StreamTokenInput = z.input<typeof StreamTokenBody>;
+
+/** POST /tasks/:taskId/input: a person's answer to what the task's agent waits for. */
+export const TaskInputBody = z.object({
+  requestId: z.string().min(1).max(100).describe('The `requestId` of the `input_required` event (or of the task\'s `pendingInput`).'),
+  answers: z.record(z.string(), z.string().max(10_000)).optional()
+    .describe('For a question: `{questionText: answer}`, one per question asked; the answer is an option\'s label, several labels joined by ", " (multiSelect), or free text.'),
+  decision: z.enum(['allow', 'deny']).optional().describe('For a tool call waiting for approval.'),
+  message: z.string().max(2_000).optional().describe('With `decision: "deny"`: why, told to the agent.'),
+}).strict().refine((body) => (body.answers === undefined) !== (body.decision === undefined), {
+  message: 'give either `answers` (a question) or `decision` (a tool call), not both',
+  path: ['answers'],
+}).meta({ id: 'TaskInputBody' });
+
+export type TaskInputInput = z.input<typeof TaskInputBody>;

@@ -30,6 +30,22 @@ export const TokenUsageSchema = z.object({
   cacheReadInputTokens: z.number(),
 }).meta({ id: 'TokenUsage' });
 
+export const InputQuestionSchema = z.object({
+  question: z.string(),
+  header: z.string(),
+  options: z.array(z.object({ label: z.string(), description: z.string() })),
+  multiSelect: z.boolean(),
+}).meta({ id: 'InputQuestion' });
+
+export const PendingInputSchema = z.object({
+  requestId: z.string(),
+  kind: z.enum(['question', 'permission']),
+  questions: z.array(InputQuestionSchema).optional(),
+  tool: z.string().optional(),
+  input: z.unknown(),
+  expiresAt: timestamp,
+}).meta({ id: 'PendingInput' });
+
 export const TaskViewSchema = z.object({
   taskId: z.string(),
   sessionId: z.string(),
@@ -43,6 +59,7 @@ export const TaskViewSchema = z.object({
   message: z.string(),
   context: z.string().nullable(),
   usage: TokenUsageSchema.nullable().describe('Tokens used; null until the task runs.'),
+  pendingInput: z.array(PendingInputSchema).describe('What the agent waits for a person to answer (status awaiting_input); empty otherwise.'),
   createdAt: timestamp,
   startedAt: timestamp.nullable(),
   finishedAt: timestamp.nullable(),
@@ -126,6 +143,27 @@ export const HealthSchema = z.object({
   uptime: z.number().describe('s'),
 }).catchall(z.unknown()).meta({ id: 'Health' });
 
+export const WebhookAttemptSchema = z.object({
+  at: z.string().describe('ISO 8601 time the attempt began.'),
+  statusCode: z.number().int().nullable().describe('The receiver\'s HTTP status; null when no answer came.'),
+  error: z.string().nullable().describe('Why no answer came (timeout, connection refused, target refused).'),
+  durationMs: z.number().int(),
+}).meta({ id: 'WebhookAttempt' });
+
+export const WebhookDeliverySchema = z.object({
+  webhookId: z.string().nullable().describe('The `webhook-id` header (msg_…), the same on every retry; null before the first attempt.'),
+  url: z.string(),
+  type: z.enum(['task.succeeded', 'task.failed', 'task.aborted', 'task.interrupted']).nullable(),
+  status: z.enum(['pending', 'delivered', 'failed']),
+  attempts: z.array(WebhookAttemptSchema),
+  nextAttemptAt: z.string().nullable().describe('When the next attempt is due; null once delivered or failed, and while the task has not ended.'),
+}).meta({ id: 'WebhookDelivery' });
+
+export const WebhookDeliveryListSchema = z.object({
+  taskId: z.string(),
+  deliveries: z.array(WebhookDeliverySchema),
+}).meta({ id: 'WebhookDeliveryList' });
+
 export type TaskView = z.infer<typeof TaskViewSchema>;
 export type TaskResult = z.infer<typeof TaskResultSchema>;
 export type TaskAccepted = z.infer<typeof TaskAcceptedSchema>;
@@ -141,3 +179,4 @@ export type FileDeleted = z.infer<typeof FileDeletedSchema>;
 export type StreamToken = z.infer<typeof StreamTokenSchema>;
 export type Health = z.infer<typeof HealthSchema>;
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+export type WebhookDeliveryList = z.infer<typeof WebhookDeliveryListSchema>;

@@ -10,6 +10,7 @@
 import type {
   FileDeleted, FileEntry, FileList, FileWritten, Health, SessionAbort, SessionDeleted, SessionReset, SessionView,
   StreamFrame, StreamToken, StreamTokenInput, SubmitTaskInput, TaskAccepted, TaskPage, TaskResult, TaskView,
+  TaskInputInput, WebhookDeliveryList,
 } from '../api/index.ts';
 import { ClaudeRunnerError, errorFromResponse, networkError } from './errors.ts';
 import { followStream } from './sse.ts';
@@ -19,7 +20,7 @@ export type { ClientErrorCode, TaskErrorFields } from './errors.ts';
 export type {
   ConnectedFrame, ErrorBody, ErrorFrame, EventFrame, EventFrameOf, FileDeleted, FileEntry, FileList, FileWritten, GapFrame,
   Health, SessionAbort, SessionDeleted, SessionReset, SessionView, StreamFrame, StreamToken, StreamTokenInput,
-  SubmitTaskInput, TaskAccepted, TaskPage, TaskResult, TaskView,
+  SubmitTaskInput, TaskAccepted, TaskInputInput, TaskPage, TaskResult, TaskView, WebhookDeliveryList,
 } from '../api/index.ts';
 export type { ErrorCode } from '../core/errors.ts';
 export type { TaskStatus } from '../core/task-status.ts';
@@ -101,6 +102,16 @@ export class ClaudeRunnerClient {
 
   getTask(taskId: string, options: RequestOptions = {}): Promise<TaskView> {
     return this.json(`/tasks/${enc(taskId)}`, { signal: options.signal });
+  }
+
+  /** The task's webhook deliveries and every attempt made for them. */
+  listDeliveries(taskId: string, options: RequestOptions = {}): Promise<WebhookDeliveryList> {
+    return this.json(`/tasks/${enc(taskId)}/deliveries`, { signal: options.signal });
+  }
+
+  /** Answers what the task's agent waits for (an `input_required` event): `{requestId, answers}` or `{requestId, decision}`. */
+  answerInput(taskId: string, body: TaskInputInput, options: RequestOptions = {}): Promise<TaskView> {
+    return this.json(`/tasks/${enc(taskId)}/input`, { method: 'POST', json: body, signal: options.signal });
   }
 
   abortTask(taskId: string, options: RequestOptions = {}): Promise<TaskView> {
@@ -188,7 +199,7 @@ export class ClaudeRunnerClient {
       open: (lastSeq, signal) => this.openStream(`/tasks/${enc(taskId)}/events`, lastSeq, signal),
       isFinal: (frame) => frame.type === 'task_complete' || frame.type === 'task_error',
       // The server ends a task's stream once the task has ended, even when its last event is gone (retention).
-      doneAfterCleanEnd: async () => !['queued', 'running'].includes((await this.getTask(taskId)).status),
+      doneAfterCleanEnd: async () => !['queued', 'running', 'awaiting_input'].includes((await this.getTask(taskId)).status),
     }, options);
   }
 

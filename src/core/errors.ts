@@ -8,10 +8,13 @@
 export const errorTable = {
   // 400: the caller sent something we will not accept
   INVALID_REQUEST: { status: 400, message: 'The request is not valid.' },
+  OVERRIDE_NOT_ALLOWED: { status: 400, message: 'The task asks for a model or a limit its agent template does not allow.' },
   INVALID_SESSION_ID: { status: 400, message: 'Session ids are 1-128 characters: letters, digits and _ - . @ : + = (a letter or digit first).' },
   INVALID_ENV: { status: 400, message: 'The env object is not allowed.' },
   INVALID_PATH: { status: 400, message: 'The path is not inside the workspace.' },
   INVALID_SCHEMA: { status: 400, message: 'The JSON Schema is too large, too deep or not valid.' },
+  WEBHOOK_NOT_CONFIGURED: { status: 400, message: 'This runner sends no webhooks: WEBHOOK_SECRET is not set.' },
+  WEBHOOK_TARGET_NOT_ALLOWED: { status: 400, message: 'The webhook URL is not allowed: it must be an absolute http(s) URL of a public address.' },
   // 401 / 403 / 404
   UNAUTHORIZED: { status: 401, message: 'A valid API key is required.' },
   HOST_NOT_ALLOWED: { status: 403, message: 'The Host header names a host this runner does not serve: without API keys it accepts only localhost, 127.0.0.1, [::1] and ALLOWED_HOSTS.' },
@@ -26,6 +29,7 @@ export const errorTable = {
   AGENT_REQUIRED: { status: 409, message: 'Several agent templates exist: name one in the "agent" field.' },
   TASK_ABORTED: { status: 409, message: 'The task was aborted.' },
   IDEMPOTENCY_CONFLICT: { status: 409, message: 'This Idempotency-Key was used for a different request.' },
+  INPUT_NOT_PENDING: { status: 409, message: 'The task is not waiting for this input: no such request is pending (answered, timed out, or never asked).' },
   // 402 / 413 / 422 / 429: limits
   BUDGET_EXCEEDED: { status: 402, message: 'The task spent its budget.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
@@ -47,6 +51,7 @@ export const errorTable = {
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
   TASK_INTERRUPTED: { status: 503, message: 'The task was interrupted by a server restart or shutdown.' },
   TASK_TIMEOUT: { status: 504, message: 'The task ran past its time limit.' },
+  INPUT_TIMEOUT: { status: 504, message: 'No one answered the agent\'s question in time (INPUT_TIMEOUT_MS).' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorTable;

@@ -6,6 +6,7 @@
  * number that only increases, before anyone is sent it.
  */
 import type { ErrorBody } from './errors.ts';
+import type { InputQuestion } from './model.ts';
 import type { TaskStatus } from './task-status.ts';
 
 export interface EventPayloads {
@@ -24,6 +25,16 @@ export interface EventPayloads {
   usage: { model: string; inputTokens: number; outputTokens: number; costUsd: number };
   /** The network policy refused a connection of the sandbox (a tool's): where it wanted to go and why. `port` 0: unreadable. */
   egress_refused: { host: string; port: number; reason: string };
+  /** The agent waits for a person: a question (AskUserQuestion) or a tool call to approve. POST /tasks/:taskId/input answers. */
+  input_required: {
+    taskId: string; requestId: string; kind: 'question' | 'permission';
+    questions?: InputQuestion[]; tool?: string; input: unknown; expiresAt: string;
+  };
+  /** A person answered; the agent goes on. */
+  input_received: {
+    taskId: string; requestId: string; kind: 'question' | 'permission';
+    answers?: Record<string, string>; decision?: 'allow' | 'deny';
+  };
   task_complete: {
     taskId: string; output: unknown; cost: number; duration: number; tools: string[]; resumed: boolean;
   };
@@ -36,7 +47,7 @@ export type EventType = keyof EventPayloads;
 
 export const storedEventTypes = [
   'task_queued', 'task_start', 'init', 'thinking', 'text', 'tool_start', 'tool_end', 'usage',
-  'egress_refused', 'task_complete', 'task_error', 'abort', 'session_reset',
+  'egress_refused', 'input_required', 'input_received', 'task_complete', 'task_error', 'abort', 'session_reset',
 ] as const satisfies readonly EventType[];
 
 export interface NewEvent<T extends EventType = EventType> {

@@ -34,8 +34,12 @@ export interface TaskOptions {
   maxTurns?: number;
   budgetUsd?: number;
   timeoutMs?: number;
+  /** The model for this task: one of its template's `models` (checked at submit). */
+  model?: string;
   /** A JSON Schema for this task's output, in place of the template's. */
   outputSchema?: Record<string, unknown>;
+  /** Where the task's end is POSTed (its own webhookUrl or its template's webhook), fixed at submit. */
+  webhookUrl?: string;
 }
 
 export interface TokenUsage {
@@ -84,7 +88,35 @@ export interface Task {
   error: ErrorBody | null;
   resumed: boolean | null;
   usage: TokenUsage | null;
+  /** What the agent waits for a person to answer (status awaiting_input); empty otherwise. */
+  pendingInput: PendingInput[];
 }
+
+export interface InputQuestion {
+  question: string;
+  header: string;
+  options: Array<{ label: string; description: string }>;
+  multiSelect: boolean;
+}
+
+/** A question the agent asked, or a tool call waiting for a person's approval. */
+export interface PendingInput {
+  requestId: string;
+  kind: 'question' | 'permission';
+  /** kind question: what the agent asks, with its choices. */
+  questions?: InputQuestion[];
+  /** kind permission: the tool the agent wants to call. */
+  tool?: string;
+  /** The tool call's input, as the agent gave it. */
+  input: unknown;
+  askedAt: number;
+  expiresAt: number;
+}
+
+/** A person's answer: the chosen label(s) or free text per question, or a decision on a tool call. */
+export type InputAnswer =
+  | { kind: 'question'; answers: Record<string, string> }
+  | { kind: 'permission'; decision: 'allow' | 'deny'; message?: string };
 
 /** What a new task is made of; everything else starts empty. */
 export type NewTask = Pick<Task, 'id' | 'sessionKey' | 'tenantId' | 'sessionId' | 'message' | 'context' | 'sealedEnv' | 'options' | 'idempotencyKey' | 'requestHash' | 'createdAt'>;
@@ -104,6 +136,7 @@ export function queuedTask(init: NewTask): Task {
     error: null,
     resumed: null,
     usage: null,
+    pendingInput: [],
   };
 }
 

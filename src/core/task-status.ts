@@ -2,6 +2,8 @@
  * Task statuses, the transitions between them, and the one mapping from each
  * way a task can fail to the status it ends in.
  *
+ *                awaiting_input  (a question to a human; answered: running again)
+ *                   ▲ │
  *   queued ──► running ──► succeeded
  *     │           ├──────► failed | timed_out | budget_exceeded
  *     │           ├──────► aborted        (abort request)
@@ -13,14 +15,15 @@
 import type { ErrorCode } from './errors.ts';
 
 export const taskStatuses = [
-  'queued', 'running', 'succeeded', 'failed', 'aborted', 'interrupted', 'timed_out', 'budget_exceeded',
+  'queued', 'running', 'awaiting_input', 'succeeded', 'failed', 'aborted', 'interrupted', 'timed_out', 'budget_exceeded',
 ] as const;
 export type TaskStatus = (typeof taskStatuses)[number];
-export type FinalTaskStatus = Exclude<TaskStatus, 'queued' | 'running'>;
+export type FinalTaskStatus = Exclude<TaskStatus, 'queued' | 'running' | 'awaiting_input'>;
 
 const transitions: Record<TaskStatus, readonly TaskStatus[]> = {
   queued: ['running', 'aborted'],
-  running: ['succeeded', 'failed', 'aborted', 'interrupted', 'timed_out', 'budget_exceeded'],
+  running: ['awaiting_input', 'succeeded', 'failed', 'aborted', 'interrupted', 'timed_out', 'budget_exceeded'],
+  awaiting_input: ['running', 'succeeded', 'failed', 'aborted', 'interrupted', 'timed_out', 'budget_exceeded'],
   succeeded: [],
   failed: [],
   aborted: [],
@@ -31,6 +34,11 @@ const transitions: Record<TaskStatus, readonly TaskStatus[]> = {
 
 export function isFinal(status: TaskStatus): status is FinalTaskStatus {
   return transitions[status].length === 0;
+}
+
+/** Started and not ended: running, or paused on a question to a human (it holds its session all the same). */
+export function isActive(status: TaskStatus): boolean {
+  return status === 'running' || status === 'awaiting_input';
 }
 
 /**
@@ -44,6 +52,7 @@ export const failureStatus: Readonly<Record<ErrorCode, FinalTaskStatus>> = {
   TASK_INTERRUPTED: 'interrupted',
   SHUTTING_DOWN: 'interrupted',
   TASK_TIMEOUT: 'timed_out',
+  INPUT_TIMEOUT: 'timed_out',
   BUDGET_EXCEEDED: 'budget_exceeded',
   MAX_TURNS_REACHED: 'failed',
   OUTPUT_INVALID: 'failed',
@@ -58,10 +67,13 @@ export const failureStatus: Readonly<Record<ErrorCode, FinalTaskStatus>> = {
   INTERNAL: 'failed',
   // Refusals of a request.
   INVALID_REQUEST: 'failed',
+  OVERRIDE_NOT_ALLOWED: 'failed',
   INVALID_SESSION_ID: 'failed',
   INVALID_ENV: 'failed',
   INVALID_PATH: 'failed',
   INVALID_SCHEMA: 'failed',
+  WEBHOOK_NOT_CONFIGURED: 'failed',
+  WEBHOOK_TARGET_NOT_ALLOWED: 'failed',
   UNAUTHORIZED: 'failed',
   HOST_NOT_ALLOWED: 'failed',
   ORIGIN_NOT_ALLOWED: 'failed',
@@ -73,6 +85,7 @@ export const failureStatus: Readonly<Record<ErrorCode, FinalTaskStatus>> = {
   AGENT_MISMATCH: 'failed',
   AGENT_REQUIRED: 'failed',
   IDEMPOTENCY_CONFLICT: 'failed',
+  INPUT_NOT_PENDING: 'failed',
   PAYLOAD_TOO_LARGE: 'failed',
   QUEUE_FULL: 'failed',
   RATE_LIMITED: 'failed',

@@ -32,6 +32,9 @@ import { fileRoutes } from './routes/files.ts';
 import { sessionRoutes } from './routes/sessions.ts';
 import { streamRoutes } from './routes/stream.ts';
 import { taskRoutes } from './routes/tasks.ts';
+import { deliveryRoutes } from './routes/deliveries.ts';
+import { inputRoutes } from './routes/input.ts';
+import type { WebhookOutbox } from '../core/ports/webhook-outbox.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -65,6 +68,8 @@ export interface HttpDeps {
   workspaceOwner: { uid: number; gid: number } | undefined;
   health(): Promise<HealthReport>;
   metrics(): Promise<{ contentType: string; body: string }>;
+  /** Task webhook deliveries (GET /tasks/:taskId/deliveries); none when absent. */
+  webhookOutbox?: WebhookOutbox;
 }
 
 const OPEN_ROUTES = new Set(['/health', OPENAPI_PATH]);
@@ -176,6 +181,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
 
   taskRoutes(api, deps);
+  deliveryRoutes(api, deps);
+  inputRoutes(api, deps);
   sessionRoutes(api, deps);
   streamRoutes(api, deps);
   await api.register(async (files) => fileRoutes(files, deps));

@@ -24,6 +24,7 @@ export function taskView(task: Task): TaskView {
     message: task.message,
     context: task.context,
     usage: task.usage,
+    pendingInput: task.pendingInput.map(({ askedAt: _asked, expiresAt, ...input }) => ({ ...input, expiresAt: iso(expiresAt)! })),
     createdAt: iso(task.createdAt),
     startedAt: iso(task.startedAt),
     finishedAt: iso(task.finishedAt),

@@ -11,6 +11,7 @@
 import { RunnerError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { isValidPublicId, type Page, type Session, type SessionSummary } from '../core/model.ts';
+import { isActive } from '../core/task-status.ts';
 import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
 import type { SandboxDriver } from '../core/ports/sandbox.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
@@ -194,7 +195,8 @@ export class SessionService {
   private async sweepOverQuota(): Promise<string[]> {
     const stopped: string[] = [];
     for (const sandbox of (await this.deps.sandbox.list()).filter((s) => s.running)) {
-      if ((await this.deps.store.oldestUnfinishedTask(sandbox.sessionKey))?.status === 'running') continue;
+      const unfinished = await this.deps.store.oldestUnfinishedTask(sandbox.sessionKey);
+      if (unfinished && isActive(unfinished.status)) continue;
       const over = await this.deps.quota.overLimit(this.deps.dirs.of(sandbox.sessionKey)).catch(() => undefined);
       if (!over) continue;
       await this.deps.runtime.release(sandbox.sessionKey);

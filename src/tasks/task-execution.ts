@@ -13,22 +13,24 @@
  * (it goes through the ports).
  */
 import { RunnerError } from '../core/errors.ts';
-import { emptyUsage, type Session, type Task } from '../core/model.ts';
+import { emptyUsage, type InputAnswer, type Session, type Task } from '../core/model.ts';
 import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
 import { SANDBOX_GATEWAY_URL, SANDBOX_KEY_HELPER, type ModelGateway, type TaskMeter } from '../core/ports/model-gateway.ts';
-import type { NetworkMode, SandboxDriver, SandboxHandle } from '../core/ports/sandbox.ts';
+import type { NetworkMode, SandboxDriver, SandboxHandle, SandboxSpec } from '../core/ports/sandbox.ts';
 import type { Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 import { AgentEventRedactor } from './agent-event-redactor.ts';
 import type { EnvSealer } from '../secrets/sealer.ts';
-import type { TemplateCatalog } from '../templates/catalog.ts';
+import type { AgentTemplate, TemplateCatalog } from '../templates/catalog.ts';
 import { buildSystemPrompt, shapeOutput } from '../templates/output.ts';
 import type { WorkspaceQuota } from '../workspace/quota.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
 import type { TaskCompletions } from './completions.ts';
 import type { QueueAnnouncements } from './queue-announcements.ts';
+import { HumanInputs } from './human-inputs.ts';
 import { LimitWatch } from './limit-watch.ts';
+import { TaskClock } from './task-clock.ts';
 import { RunningTasks } from './running-tasks.ts';
 import type { TaskEndings } from './task-endings.ts';
 import { finishTask, type Outcome } from './task-finish.ts';
@@ -57,6 +59,8 @@ export interface TaskExecutionDeps {
     network: NetworkMode;
     /** How often the workspace's size is measured against its quota during a task. */
     diskPollMs: number;
+    /** How long a question to a person waits for an answer (INPUT_TIMEOUT_MS). */
+    inputTimeoutMs: number;
   };
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }
@@ -69,6 +73,13 @@ export function composePrompt(message: string, context: string | null): string {
 }
 
 /** A caller's value may lower the operator's limit, never raise it. */
+/** The template's own sandbox limits, when it sets any (the spec's hash makes a change recreate the container). */
+function sandboxLimits(template: AgentTemplate): Pick<SandboxSpec, 'limits'> {
+  const { memoryBytes, cpus, pidsLimit } = template.limits;
+  if (memoryBytes === undefined && cpus === undefined && pidsLimit === undefined) return {};
+  return { limits: { ...(memoryBytes !== undefined && { memoryBytes }), ...(cpus !== undefined && { nanoCpus: Math.round(cpus * 1e9) }), ...(pidsLimit !== undefined && { pidsLimit }) } };
+}
+
 function lowered(requested: number | undefined, limit: number | undefined): number | undefined {
   if (requested === undefined) return limit;
   return limit === undefined ? requested : Math.min(requested, limit);
@@ -77,9 +88,16 @@ function lowered(requested: number | undefined, limit: number | undefined): numb
 export class TaskExecution {
   private readonly deps: TaskExecutionDeps;
   private readonly running = new RunningTasks();
+  private readonly inputs: HumanInputs;
 
   constructor(deps: TaskExecutionDeps) {
     this.deps = deps;
+    this.inputs = new HumanInputs({ store: deps.store, events: deps.events, timeoutMs: deps.defaults.inputTimeoutMs });
+  }
+
+  /** A person's answer to what a task running here waits for (see human-inputs.ts). */
+  answerInput(taskId: string, requestId: string, answer: InputAnswer): Promise<void> {
+    return this.inputs.answer(taskId, requestId, answer);
   }
 
   runningCount(): number {
@@ -113,14 +131,14 @@ export class TaskExecution {
     const startedAt = task.startedAt ?? Date.now();
     const timeoutMs = lowered(task.options.timeoutMs, deps.defaults.timeoutMs)!;
     // From the start: a hung sandbox or gateway call is bounded too.
-    const timer = setTimeout(() => controller.abort(new RunnerError('TASK_TIMEOUT', `The task ran past its limit of ${timeoutMs} ms.`)), timeoutMs);
+    const clock = new TaskClock(timeoutMs, () => controller.abort(new RunnerError('TASK_TIMEOUT', `The task ran past its limit of ${timeoutMs} ms.`)));
     let outcome: Outcome;
     try {
-      outcome = await this.attempt(task, controller);
+      outcome = await this.attempt(task, controller, clock);
     } catch (error) {
       outcome = { failure: toRunnerError(error, deps.logger), output: null, tools: [], meter: emptyMeter(), agentSessionId: null, resumed: false };
     } finally {
-      clearTimeout(timer);
+      clock.stop();
     }
     try {
       await finishTask(deps, task, startedAt, outcome);
@@ -130,7 +148,7 @@ export class TaskExecution {
   }
 
   /** The task itself: sandbox, model access, the agent, the output. Failures come back in the outcome. */
-  private async attempt(task: Task, controller: AbortController): Promise<Outcome> {
+  private async attempt(task: Task, controller: AbortController, clock: TaskClock): Promise<Outcome> {
     const { deps } = this;
     const signal = controller.signal;
     const outcome: Outcome = { failure: undefined, output: null, tools: [], meter: emptyMeter(), agentSessionId: null, resumed: false };
@@ -151,7 +169,7 @@ export class TaskExecution {
       checkAborted();
       const template = deps.templates.get(session.agent);
       deps.gateway.checkConfigured();
-      const budgetUsd = this.budgetFor(task, session);
+      const budgetUsd = this.budgetFor(task, session, template.budgetUsd);
       if (budgetUsd !== undefined && budgetUsd <= 0) throw new RunnerError('BUDGET_EXCEEDED', 'The session has spent its budget.');
       // A workspace past its quota takes no more writes: no task runs in it until files are deleted.
       const overQuota = await deps.quota.overLimit(sessionDirs);
@@ -160,6 +178,7 @@ export class TaskExecution {
       handle = await deps.sandbox.ensure({
         sessionKey: session.key, tenantId: session.tenantId, sessionId: session.id,
         workspaceDir: sessionDirs.workspace, homeDir: sessionDirs.home, gatewaySocketDir: sessionDirs.socketDir, network: network.mode,
+        ...sandboxLimits(template),
       }, signal);
       // After the sandbox runs: a stop of it that was under way (the cap making room) has closed the old
       // socket by then, and this one lives until the sandbox stops again. The relay connects on demand.
@@ -185,7 +204,7 @@ export class TaskExecution {
       outcome.releaseSecrets = deps.redactor.hold(task.sessionKey, ...Object.values(env), access.token);
       streamed = new AgentEventRedactor(deps.redactor, [...Object.values(env), access.token], task.sessionKey);
       const schema = task.options.outputSchema ?? template.outputSchema;
-      const model = template.model ?? deps.defaults.model;
+      const model = task.options.model ?? template.model ?? deps.defaults.model;
       const result = await deps.runtime.run({
         taskId: task.id,
         sessionKey: session.key,
@@ -196,6 +215,10 @@ export class TaskExecution {
         ...(schema ? { outputSchema: schema } : {}),
         ...(model ? { model } : {}),
         network: network.mode,
+        toolRules: template.toolRules,
+        permissions: template.permissions,
+        askHuman: this.inputs.askerFor(task, controller, clock),
+        mcpServers: template.mcpServers,
         env,
         modelEndpoint: { baseUrl: SANDBOX_GATEWAY_URL, keyHelper: SANDBOX_KEY_HELPER },
         processEnv: access.sandboxEnv,
@@ -234,8 +257,8 @@ export class TaskExecution {
   }
 
   /** The task's budget (at most MAX_BUDGET_USD), and at most what is left of the session's. */
-  private budgetFor(task: Task, session: Session): number | undefined {
-    const taskBudget = lowered(task.options.budgetUsd, this.deps.defaults.taskBudgetUsd);
+  private budgetFor(task: Task, session: Session, templateBudget: number | undefined): number | undefined {
+    const taskBudget = lowered(task.options.budgetUsd, lowered(templateBudget, this.deps.defaults.taskBudgetUsd));
     const sessionBudget = this.deps.defaults.sessionBudgetUsd;
     const sessionLeft = sessionBudget === undefined ? undefined : sessionBudget - session.totalCostUsd;
     if (taskBudget === undefined) return sessionLeft;

@@ -9,14 +9,17 @@
 import { createHash } from 'node:crypto';
 import { RunnerError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import { queuedTask, type Page, type Task, type TaskOptions } from '../core/model.ts';
+import { queuedTask, type InputAnswer, type Page, type Task, type TaskOptions } from '../core/model.ts';
+import { isActive } from '../core/task-status.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
 import { validateTaskEnv } from '../core/task-env.ts';
 import type { EventLog } from '../events/event-log.ts';
 import type { EnvSealer } from '../secrets/sealer.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 import type { SessionService } from '../sessions/session-service.ts';
+import type { TemplateCatalog } from '../templates/catalog.ts';
 import { checkUserSchema } from '../templates/output.ts';
+import { effectiveOptions, type OperatorTaskLimits } from './task-overrides.ts';
 import type { TaskCompletions } from './completions.ts';
 import type { TaskEndings } from './task-endings.ts';
 import type { QueueAnnouncements } from './queue-announcements.ts';
@@ -46,6 +49,12 @@ export interface TaskServiceDeps {
   sealer: EnvSealer;
   redactor: Redactor;
   maxQueuedPerSession: number;
+  /** The session's template, for the overrides a task may ask (model, lower limits). */
+  templates?: TemplateCatalog;
+  /** The operator's limits a template without its own falls back to. */
+  taskLimits?: OperatorTaskLimits;
+  /** Where task webhooks may go: a requested URL is checked at submit; a template may name a default. */
+  webhooks?: { check(url: string): Promise<void>; defaultFor(agent: string): string | undefined };
   /** False once shutdown began: new tasks are refused. */
   isAccepting(): boolean;
 }
@@ -69,6 +78,10 @@ export class TaskService {
     if (!deps.isAccepting()) throw new RunnerError('SHUTTING_DOWN');
     const env = validateTaskEnv(input.env);
     if (input.options?.outputSchema) checkUserSchema(input.options.outputSchema);
+    if (input.options?.webhookUrl !== undefined) {
+      if (!deps.webhooks) throw new RunnerError('WEBHOOK_NOT_CONFIGURED');
+      await deps.webhooks.check(input.options.webhookUrl);
+    }
     return deps.sessions.exclusive(input.tenantId, input.sessionId, () => this.enqueue(input, env));
   }
 
@@ -76,6 +89,9 @@ export class TaskService {
   private async enqueue(input: SubmitTaskInput, env: Record<string, string>): Promise<{ task: Task; created: boolean }> {
     const { deps } = this;
     const session = await deps.sessions.ensure(input.tenantId, input.sessionId, input.agent);
+    const options = deps.templates && deps.taskLimits
+      ? effectiveOptions(input.options ?? {}, deps.templates.get(session.agent), deps.taskLimits)
+      : input.options ?? {};
     deps.redactor.add(session.key, ...Object.values(env));
     const id = newId('task');
     const task = queuedTask({
@@ -86,7 +102,7 @@ export class TaskService {
       message: input.message,
       context: input.context ?? null,
       sealedEnv: deps.sealer.seal(env, id),
-      options: input.options ?? {},
+      options: withWebhook(options, deps.webhooks?.defaultFor(session.agent)),
       idempotencyKey: input.idempotencyKey ?? null,
       requestHash: input.idempotencyKey ? requestHash(deps.sealer, input, env) : null,
       createdAt: Date.now(),
@@ -162,7 +178,7 @@ export class TaskService {
     await this.announceAborted(queued);
     // The store knows a task claimed a moment ago that the execution has not registered yet.
     const unfinished = await this.deps.store.oldestUnfinishedTask(sessionKey);
-    const running = this.deps.execution.runningTaskOf(sessionKey) ?? (unfinished?.status === 'running' ? unfinished.id : null);
+    const running = this.deps.execution.runningTaskOf(sessionKey) ?? (unfinished && isActive(unfinished.status) ? unfinished.id : null);
     if (running) await this.deps.execution.stop(running, reason);
     return { running, queued };
   }
@@ -177,7 +193,17 @@ export class TaskService {
       // Claimed in the meantime: it is running now, and is stopped below.
       if (ended.length === 0) task = await this.get(tenantId, taskId);
     }
-    if (task.status === 'running') await this.deps.execution.stop(taskId, reason);
+    if (isActive(task.status)) await this.deps.execution.stop(taskId, reason);
+    return this.get(tenantId, taskId);
+  }
+
+  /** A person's answer to what the task's agent waits for; the task as it is then. */
+  async answerInput(tenantId: string, taskId: string, requestId: string, answer: InputAnswer): Promise<Task> {
+    const task = await this.get(tenantId, taskId);
+    if (task.status !== 'awaiting_input') {
+      throw new RunnerError('INPUT_NOT_PENDING', `The task is ${task.status}: it waits for no input.`);
+    }
+    await this.deps.execution.answerInput(taskId, requestId, answer);
     return this.get(tenantId, taskId);
   }
 
@@ -206,4 +232,10 @@ function requestHash(sealer: EnvSealer, input: SubmitTaskInput, env: Record<stri
 /** The hash rows written before it was keyed hold: only ever compared (enqueueOrReplay), never stored. */
 function legacyRequestHash(input: SubmitTaskInput, env: Record<string, string>): string {
   return createHash('sha256').update(requestText(input, env)).digest('hex');
+}
+
+/** The task's webhook is fixed now and stored with it: its own URL, else its template's default. */
+function withWebhook(options: TaskOptions, templateDefault: string | undefined): TaskOptions {
+  const webhookUrl = options.webhookUrl ?? templateDefault;
+  return webhookUrl === undefined ? options : { ...options, webhookUrl };
 }

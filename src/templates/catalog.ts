@@ -11,31 +11,12 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { z } from 'zod';
 import { RunnerError } from '../core/errors.ts';
 import type { NetworkMode } from '../core/ports/sandbox.ts';
 import { checkUserSchema } from './output.ts';
+import { type McpServerConfig, type OperatorCaps, parseRunnerJson } from './runner-json.ts';
 
-/**
- * What an allowlisted sandbox may reach through the egress proxy: "host",
- * "host:port", "*.domain" or "*.domain:port" (src/gateway/egress-proxy.ts).
- */
-const ALLOW_ENTRY = /^(\*\.)?[A-Za-z0-9.-]+(?::(\d{1,5}))?$/;
-const allowEntry = z.string().refine((entry) => {
-  const match = ALLOW_ENTRY.exec(entry);
-  return match !== null && (match[2] === undefined || (Number(match[2]) >= 1 && Number(match[2]) <= 65535));
-}, 'expected host, host:port, *.domain or *.domain:port (port 1-65535)');
-
-const runnerJson = z.object({
-  network: z.object({
-    mode: z.enum(['none', 'allowlist', 'open']).optional(),
-    allow: z.array(allowEntry).max(256).default([]),
-  }).strict().default({ allow: [] }),
-  /** "append" keeps Claude Code's own system prompt and adds AGENTS.md; "replace" uses AGENTS.md alone. */
-  systemPrompt: z.enum(['append', 'replace']).default('append'),
-  model: z.string().min(1).optional(),
-  maxTurns: z.number().int().positive().optional(),
-}).strict();
+export type { McpServerConfig, OperatorCaps } from './runner-json.ts';
 
 export interface AgentTemplate {
   name: string;
@@ -45,15 +26,26 @@ export interface AgentTemplate {
   outputSchema: Record<string, unknown> | null;
   network: { mode: NetworkMode | undefined; allow: string[] };
   systemPromptMode: 'append' | 'replace';
+  /** The default model, and the models a task may pick (default: just `model`, or any when neither is set). */
   model: string | undefined;
+  models: string[] | undefined;
   maxTurns: number | undefined;
+  timeoutMs: number | undefined;
+  budgetUsd: number | undefined;
+  /** runner.json's allowedTools (the built-in tools offered; all when empty) and disallowedTools (rules always refused). */
+  toolRules: { offered: string[]; denied: string[] };
+  mcpServers: Record<string, McpServerConfig>;
+  /** Per-sandbox limits below the operator's (bytes, cpus, pids, bytes). */
+  limits: { memoryBytes?: number; cpus?: number; pidsLimit?: number };
+  webhook: string | undefined;
+  permissions: { ask: string[]; deny: string[] };
 }
 
 function readOptional(path: string): string | null {
   return existsSync(path) ? readFileSync(path, 'utf8') : null;
 }
 
-export function loadTemplate(name: string, dir: string): AgentTemplate {
+export function loadTemplate(name: string, dir: string, caps?: OperatorCaps): AgentTemplate {
   const agentsMd = readOptional(join(dir, 'AGENTS.md'));
   if (agentsMd === null) throw new Error(`agent template ${name}: ${dir}/AGENTS.md is missing`);
   const schemaText = readOptional(join(dir, 'output.schema.json'));
@@ -66,9 +58,11 @@ export function loadTemplate(name: string, dir: string): AgentTemplate {
     }
   }
   const configText = readOptional(join(dir, 'runner.json'));
-  const parsed = runnerJson.safeParse(configText === null ? {} : JSON.parse(configText));
-  if (!parsed.success) {
-    throw new Error(`agent template ${name}: runner.json: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  let config;
+  try {
+    config = parseRunnerJson(configText, caps);
+  } catch (error) {
+    throw new Error(`agent template ${name}: runner.json: ${(error as Error).message}`);
   }
   return {
     name,
@@ -76,22 +70,34 @@ export function loadTemplate(name: string, dir: string): AgentTemplate {
     agentsMd,
     outputMd: readOptional(join(dir, 'OUTPUT.md')),
     outputSchema,
-    network: { mode: parsed.data.network.mode, allow: parsed.data.network.allow },
-    systemPromptMode: parsed.data.systemPrompt,
-    model: parsed.data.model,
-    maxTurns: parsed.data.maxTurns,
+    network: { mode: config.network.mode, allow: config.network.allow },
+    systemPromptMode: config.systemPrompt,
+    model: config.model,
+    models: config.models ?? (config.model !== undefined ? [config.model] : undefined),
+    maxTurns: config.maxTurns,
+    timeoutMs: config.timeoutMs,
+    budgetUsd: config.budgetUsd,
+    toolRules: { offered: config.allowedTools, denied: config.disallowedTools },
+    mcpServers: config.mcpServers,
+    limits: {
+      ...(config.limits.memory !== undefined && { memoryBytes: config.limits.memory }),
+      ...(config.limits.cpus !== undefined && { cpus: config.limits.cpus }),
+      ...(config.limits.pids !== undefined && { pidsLimit: config.limits.pids }),
+    },
+    webhook: config.webhook,
+    permissions: config.permissions,
   };
 }
 
 /** The repository's own templates, shipped with the runner. */
 export const BUILTIN_TEMPLATES_DIR = resolve(import.meta.dirname, '../../templates');
 
-function loadTemplateFolder(parent: string): Map<string, AgentTemplate> {
+function loadTemplateFolder(parent: string, caps: OperatorCaps | undefined): Map<string, AgentTemplate> {
   const found = new Map<string, AgentTemplate>();
   if (!existsSync(parent)) return found;
   for (const entry of readdirSync(parent).sort()) {
     const dir = join(parent, entry);
-    if (statSync(dir).isDirectory() && existsSync(join(dir, 'AGENTS.md'))) found.set(entry, loadTemplate(entry, dir));
+    if (statSync(dir).isDirectory() && existsSync(join(dir, 'AGENTS.md'))) found.set(entry, loadTemplate(entry, dir, caps));
   }
   return found;
 }
@@ -101,12 +107,12 @@ export class TemplateCatalog {
   private readonly builtins: Map<string, AgentTemplate>;
   private readonly defaultName: string | undefined;
 
-  constructor(agentDir: string, defaultAgent?: string, builtinDir: string = BUILTIN_TEMPLATES_DIR) {
+  constructor(agentDir: string, defaultAgent?: string, builtinDir: string = BUILTIN_TEMPLATES_DIR, caps?: OperatorCaps) {
     if (!existsSync(agentDir)) throw new Error(`AGENT_DIR ${agentDir} does not exist`);
     if (existsSync(join(agentDir, 'AGENTS.md'))) {
-      this.templates.set('default', loadTemplate('default', agentDir));
+      this.templates.set('default', loadTemplate('default', agentDir, caps));
     } else {
-      for (const [name, template] of loadTemplateFolder(agentDir)) this.templates.set(name, template);
+      for (const [name, template] of loadTemplateFolder(agentDir, caps)) this.templates.set(name, template);
     }
     if (this.templates.size === 0) throw new Error(`AGENT_DIR ${agentDir} holds no AGENTS.md, nor folders that do`);
     if (defaultAgent !== undefined && !this.templates.has(defaultAgent)) {
@@ -114,7 +120,7 @@ export class TemplateCatalog {
     }
     this.defaultName = defaultAgent ?? (this.templates.size === 1 ? [...this.templates.keys()][0] : undefined);
     // After the default is settled: built-ins only fill names the operator left free.
-    this.builtins = loadTemplateFolder(builtinDir);
+    this.builtins = loadTemplateFolder(builtinDir, caps);
     for (const name of this.templates.keys()) this.builtins.delete(name);
   }
 

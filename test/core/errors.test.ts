@@ -33,7 +33,7 @@ test('every error code ends a task in a final status (a code without one does no
   assert.equal(statusForFailure('BUDGET_EXCEEDED'), 'budget_exceeded');
   assert.equal(statusForFailure('TASK_INTERRUPTED'), 'interrupted');
   assert.equal(statusForFailure('INVALID_ENV'), 'failed');
-  assert.deepEqual(taskStatuses.filter((s) => !isFinal(s)), ['queued', 'running']);
+  assert.deepEqual(taskStatuses.filter((s) => !isFinal(s)), ['queued', 'running', 'awaiting_input']);
 });
 
 test('INTERNAL and SANDBOX_UNAVAILABLE answers carry the table\'s message and a reference, never their own text', () => {

@@ -41,10 +41,15 @@ describe('task lifecycle edges', () => {
   });
 
   test('a caller may lower the operator\'s limits, never raise them', async () => {
-    // MAX_BUDGET_USD is below one call: asking for $100 does not lift it.
+    // Asking for $100, above MAX_BUDGET_USD, is refused at submit, naming the field and the limit.
     const rich = await h.api('/task', { method: 'POST', json: { sessionId: 'lc-limits', message: 'lc-quick', budgetUsd: 100 } });
-    assert.equal(rich.status, 402, JSON.stringify(rich.body));
-    assert.equal(rich.body.error.code, 'BUDGET_EXCEEDED');
+    assert.equal(rich.status, 400, JSON.stringify(rich.body));
+    assert.equal(rich.body.error.code, 'OVERRIDE_NOT_ALLOWED');
+    assert.match(rich.body.error.message, /^budgetUsd: 100 is above the limit of 0\.0001/);
+    // MAX_BUDGET_USD is below one call: a task within it still ends over budget.
+    const capped = await h.api('/task', { method: 'POST', json: { sessionId: 'lc-limits', message: 'lc-quick' } });
+    assert.equal(capped.status, 402, JSON.stringify(capped.body));
+    assert.equal(capped.body.error.code, 'BUDGET_EXCEEDED');
     // TASK_TIMEOUT_MS is 20 s: a 10 ms timeoutMs lowers it and ends a 1.5 s answer early.
     const short = await h.api('/task', { method: 'POST', json: { sessionId: 'lc-limits', message: 'lc-slow-answer', timeoutMs: 10 } });
     assert.equal(short.status, 504, JSON.stringify(short.body));

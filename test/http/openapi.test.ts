@@ -11,10 +11,10 @@ import { validate as validateOpenApi, compileErrors } from '@readme/openapi-pars
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { errorTable } from '../../src/core/errors.ts';
 import { storedEventTypes } from '../../src/core/events.ts';
-import { bash, rule, text, withThinking } from '../../src/scripted-model/index.ts';
+import { bash, rule, text, toolUse, withThinking } from '../../src/scripted-model/index.ts';
 import { WsClient } from '../events/support.ts';
 import { rawRequest } from '../sessions/support.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { eventually, startHarness, type Harness } from '../support/harness.ts';
 
 type Schema = Record<string, unknown>;
 interface Operation { responses: Record<string, { content?: Record<string, { schema: Schema }> }>; parameters?: Array<{ in: string; name: string }> }
@@ -107,6 +107,7 @@ describe('the OpenAPI document', () => {
         rule('oa-tools', withThinking('Let me look.', bash('echo from-the-tool', { text: 'Running a command.' })), text('All done.')),
         rule('oa-sleeper', bash('sleep 60')),
         rule('oa-hello', text('hello')),
+        rule('oa-ask', toolUse('AskUserQuestion', { questions: [{ question: 'Go?', header: 'Go', multiSelect: false, options: [{ label: 'Yes', description: 'go' }, { label: 'No', description: 'stop' }] }] }), text('went')),
       ],
     });
     const res = await fetch(`${h.url}/openapi.json`);
@@ -185,6 +186,23 @@ describe('the OpenAPI document', () => {
 
     await call('GET /tasks/{taskId}', `/tasks/${taskId}`);
     await call('GET /tasks/{taskId}', '/tasks/task_nope');
+    await call('GET /tasks/{taskId}/deliveries', `/tasks/${taskId}/deliveries`);
+    await call('GET /tasks/{taskId}/deliveries', '/tasks/task_nope/deliveries');
+    // A question to a person: answered, then no longer pending; refused before and after.
+    const asking = await call('POST /task', '/task', { json: { sessionId: 'oa-ask', message: 'oa-ask', wait: false } });
+    const askId = asking.body.taskId as string;
+    const waiting = await eventually(async () => {
+      const res = await h.api(`/tasks/${askId}`);
+      return res.body.status === 'awaiting_input' ? res.body : undefined;
+    }, 30_000, 'the question');
+    const requestId = waiting.pendingInput[0].requestId as string;
+    const wrongKind = await call('POST /tasks/{taskId}/input', `/tasks/${askId}/input`, { json: { requestId, decision: 'allow' } });
+    assert.equal(wrongKind.body.error.code, 'INVALID_REQUEST');
+    const answer = await call('POST /tasks/{taskId}/input', `/tasks/${askId}/input`, { json: { requestId, answers: { 'Go?': 'Yes' } } });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const stale = await call('POST /tasks/{taskId}/input', `/tasks/${askId}/input`, { json: { requestId, answers: { 'Go?': 'Yes' } } });
+    assert.equal(stale.body.error.code, 'INPUT_NOT_PENDING');
+    await call('POST /tasks/{taskId}/input', '/tasks/task_nope/input', { json: { requestId, decision: 'deny' } });
     await call('POST /tasks/{taskId}/abort', `/tasks/${taskId}/abort`);
     await call('POST /tasks/{taskId}/abort', '/tasks/task_nope/abort');
     await call('POST /task/{sessionId}/abort', '/task/oa-busy/abort');

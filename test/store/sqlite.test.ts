@@ -105,7 +105,7 @@ describe('SQLite store', () => {
     const raw = new DatabaseSync(file);
     const migrations = raw.prepare('select name from kysely_migration order by name').all().map((r) => r.name);
     raw.close();
-    assert.deepEqual(migrations, ['001_initial', '002_task_events_index']);
+    assert.deepEqual(migrations, ['001_initial', '002_task_events_index', '003_webhooks', '004_pending_input']);
   });
 
   test('an in-memory database works and close is idempotent', async () => {

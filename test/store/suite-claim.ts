@@ -167,4 +167,32 @@ export function defineClaimTests(getStore: () => Store): void {
     // Their sessions can run again.
     assert.deepEqual((await store.claimTasks('runner-3', 5, 6_000)).map((t) => t.id).sort(), ['a1', 'b1', 'c1']);
   });
+
+  test('a task waiting for a person reads awaiting_input, keeps its session busy, finishes, and is interrupted like a running one', async () => {
+    const store = getStore();
+    await sessionWithTasks(store, 'w', 2, 100);
+    const [claimed] = await store.claimTasks('runner-1', 5, 1_000);
+    const pending = { requestId: 'input_1', kind: 'question' as const, questions: [], input: { questions: [] }, askedAt: 1_100, expiresAt: 2_100 };
+    await store.setPendingInput(claimed!.id, [pending]);
+    const waiting = await store.getTask(claimed!.id);
+    assert.equal(waiting?.status, 'awaiting_input');
+    assert.deepEqual(waiting?.pendingInput, [pending]);
+    assert.deepEqual(await store.claimTasks('runner-2', 5, 1_001), [], 'the session is still busy');
+    assert.equal(await store.countRunningTasks(), 1);
+    assert.equal((await store.oldestUnfinishedTask('key-w'))?.id, claimed!.id);
+    await store.setPendingInput(claimed!.id, []);
+    assert.equal((await store.getTask(claimed!.id))?.status, 'running');
+    await store.setPendingInput(claimed!.id, [pending]);
+    assert.equal(await store.finishTask(claimed!.id, 'runner-1', makeOutcome(), NO_ACTIVITY), true);
+    const done = await store.getTask(claimed!.id);
+    assert.deepEqual([done?.status, done?.pendingInput], ['succeeded', []]);
+    await store.setPendingInput(claimed!.id, [pending]);
+    assert.deepEqual((await store.getTask(claimed!.id))?.pendingInput, [], 'an ended task takes no pending input');
+    const [next] = await store.claimTasks('runner-1', 5, 3_000);
+    await store.setPendingInput(next!.id, [pending]);
+    const interrupted = await store.interruptRunningTasks('runner-1', interruptError, 4_000);
+    assert.deepEqual(interrupted.map((t) => t.id), [next!.id]);
+    const after = await store.getTask(next!.id);
+    assert.deepEqual([after?.status, after?.pendingInput], ['interrupted', []]);
+  });
 }

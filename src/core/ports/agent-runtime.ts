@@ -5,6 +5,7 @@
  * what the agent does through onEvent as it happens.
  */
 import type { EventPayloads } from '../events.ts';
+import type { InputAnswer, InputQuestion } from '../model.ts';
 import type { NetworkMode, SandboxHandle } from './sandbox.ts';
 
 export type AgentEvent =
@@ -13,6 +14,11 @@ export type AgentEvent =
   | { type: 'text'; data: EventPayloads['text'] }
   | { type: 'tool_start'; data: EventPayloads['tool_start'] }
   | { type: 'tool_end'; data: EventPayloads['tool_end'] };
+
+/** An MCP server in Claude Code's own format. */
+export type AgentMcpServer =
+  | { type?: 'stdio'; command: string; args?: string[]; env?: Record<string, string> }
+  | { type: 'http' | 'sse'; url: string; headers?: Record<string, string> };
 
 export interface AgentRunRequest {
   taskId: string;
@@ -32,6 +38,13 @@ export interface AgentRunRequest {
    * runtime offers them only under `open`.
    */
   network: NetworkMode;
+  /**
+   * The template's tools: `offered`, the built-in tools the agent gets (all when empty);
+   * `denied`, rules for calls that are always refused (`Bash(git push:*)`, `mcp__srv__tool`).
+   */
+  toolRules?: { offered: string[]; denied: string[] };
+  /** The template's MCP servers, in Claude Code's format; stdio ones run inside the sandbox as the agent user. */
+  mcpServers?: Record<string, AgentMcpServer>;
   /** The task's env, for the agent's tools. */
   env: Record<string, string>;
   /**
@@ -42,11 +55,25 @@ export interface AgentRunRequest {
   modelEndpoint: { baseUrl: string; keyHelper: string };
   /** Extra environment for the agent process (the gateway's egress proxy settings, for one). */
   processEnv: Record<string, string>;
+  /**
+   * The template's permission rules: calls matching `ask` wait for a person's
+   * decision (through askHuman), calls matching `deny` are refused.
+   */
+  permissions?: { ask: string[]; deny: string[] };
+  /**
+   * Asks a person and resolves with the answer (a question of the agent, or a
+   * tool call to approve). Rejects when the task ends first (abort, timeout).
+   */
+  askHuman(request: HumanInputRequest): Promise<InputAnswer>;
   /** Conversation to continue, if the session had one. */
   resumeId: string | null;
   signal: AbortSignal;
   onEvent(event: AgentEvent): void;
 }
+
+export type HumanInputRequest =
+  | { kind: 'question'; questions: InputQuestion[]; input: unknown }
+  | { kind: 'permission'; tool: string; input: unknown };
 
 export interface AgentRunResult {
   /** Claude Code's conversation id after this task. */

@@ -38,6 +38,8 @@ export interface SandboxSpec {
   gatewaySocketDir: string;
   /** none and allowlist: no network interface but loopback; open: a normal bridge network. */
   network: NetworkMode;
+  /** The template's limits, each at most the operator's (checked at start); absent: the operator's. */
+  limits?: { memoryBytes?: number; nanoCpus?: number; pidsLimit?: number };
 }
 
 export interface SandboxHandle {

@@ -6,7 +6,7 @@
  */
 import type { ErrorBody } from '../errors.ts';
 import type { NewEvent, StoredEvent } from '../events.ts';
-import type { Page, Session, SessionSummary, Task, TokenUsage } from '../model.ts';
+import type { Page, PendingInput, Session, SessionSummary, Task, TokenUsage } from '../model.ts';
 import type { FinalTaskStatus } from '../task-status.ts';
 
 export interface PageRequest {
@@ -101,6 +101,11 @@ export interface Store {
    * task that never started.
    */
   recordTaskSpend(taskId: string, spend: { costUsd: number; usage: TokenUsage }): Promise<void>;
+  /**
+   * What a running task waits for a person to answer: while not empty the task
+   * reads as `awaiting_input`; empty, `running` again. Nothing for a task that ended.
+   */
+  setPendingInput(taskId: string, pending: PendingInput[]): Promise<void>;
   /** Adds a tool to a running task's list of tools used (kept once, in first-use order). */
   recordTaskTool(taskId: string, tool: string): Promise<void>;
   /**

@@ -1,15 +1,16 @@
-// One session: its figures and controls (abort, reset, delete), the live transcript with a message box, and
-// beside it the task history or the workspace files. Lists reload when the stream says something changed.
+// One session: its figures and controls (abort, reset, delete), the live transcript with the agent's open
+// questions and a message box, and beside it the task history or the workspace files. Lists reload when the stream says something changed.
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, sessionPath } from './api.js';
 import { html } from './html.js';
-import { apply, changesState, createTranscript } from './transcript-model.js';
+import { apply, changesState, createTranscript, openPrompts } from './transcript-model.js';
+import { InputPrompts } from './input-prompt.js';
 import { Transcript } from './transcript-view.js';
 import { TaskHistory } from './task-history.js';
 import { FileBrowser } from './files.js';
 import { ActionButton, Badge, ErrorLine } from './ui.js';
 import { money, relativeTime } from './format.js';
-import { navigate, now, refresh, sessions } from './store.js';
+import { navigate, now, refresh, sessions, sessionState } from './store.js';
 import { openSessionStream } from './stream.js';
 
 /** Streams the session into a transcript model; re-renders at most once a frame however fast events come. */
@@ -123,7 +124,7 @@ export function SessionPage({ sessionId }) {
       <div class="session-bar">
         <a href="#/" class="back">← Sessions</a>
         <h1 class="session-id">${sessionId}</h1>
-        ${session ? html`<${Badge} value=${session.state} />` : html`<span class="badge tone-muted">new</span>`}
+        ${session ? html`<${Badge} value=${sessionState(session)} />` : html`<span class="badge tone-muted">new</span>`}
         <span class="figure"><span class="muted">agent</span> ${session?.agent ?? '—'}</span>
         <span class="figure"><span class="muted">turns</span> ${session?.turns ?? 0}</span>
         <span class="figure"><span class="muted">queue</span> ${session?.queueDepth ?? 0}</span>
@@ -148,6 +149,7 @@ export function SessionPage({ sessionId }) {
           <div class="transcript" ref=${transcriptBox}>
             <${Transcript} model=${model} messages=${messages} />
           </div>
+          <${InputPrompts} model=${model} prompts=${openPrompts(model)} />
           <${Composer} sessionId=${sessionId} onSent=${() => (loadTasks(), refresh())} />
         </div>
         <div class="panel side-panel">

@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { html } from './html.js';
 import { Badge, Empty, ErrorLine } from './ui.js';
 import { money, relativeTime } from './format.js';
-import { health, navigate, now, refresh, sessionHref, sessions, sessionsError } from './store.js';
+import { health, navigate, now, refresh, sessionHref, sessions, sessionsError, sessionState } from './store.js';
 
 function NewTask() {
   const [sessionId, setSessionId] = useState('');
@@ -45,7 +45,7 @@ function SessionRow({ session, at }) {
     <tr class="session-row" data-session-id=${session.sessionId} onClick=${(e) => e.target.tagName !== 'A' && navigate(href)}>
       <td><a href=${href} class="mono">${session.sessionId}</a></td>
       <td>${session.agent}</td>
-      <td><${Badge} value=${session.state} /></td>
+      <td><${Badge} value=${sessionState(session)} /></td>
       <td class="num">${session.queueDepth}</td>
       <td class="num">${session.turns}</td>
       <td class="num">${money(session.totalCost)}</td>

@@ -24,6 +24,19 @@ export const navigate = (hash) => {
 export const sessions = signal(null);
 export const sessionsError = signal(null);
 export const health = signal(null);
+/** Ids of the busy sessions whose task waits for a person (the sessions list only says "busy"). */
+export const awaitingInput = signal(new Set());
+/** A session's state as the views show it: "awaiting_input" rather than "busy" while its agent asks something. */
+export const sessionState = (session) => (session.state === 'busy' && awaitingInput.value.has(session.sessionId) ? 'awaiting_input' : session.state);
+
+// Few sessions are busy at once; a look at each one's latest tasks tells which of them wait for an answer.
+const AWAITING_LOOKUPS = 20;
+async function findAwaitingInput(list) {
+  const busy = list.filter((s) => s.state === 'busy').slice(0, AWAITING_LOOKUPS);
+  const found = await Promise.all(busy.map((s) => api(`session/${encodeURIComponent(s.sessionId)}/tasks?limit=5`)
+    .then((page) => page.tasks.some((task) => task.status === 'awaiting_input') ? s.sessionId : null, () => null)));
+  return new Set(found.filter(Boolean));
+}
 /** Ticks with each refresh, so relative times move on. */
 export const now = signal(Date.now());
 
@@ -55,6 +68,7 @@ export function refresh() {
   inFlight = (async () => {
     const [list, report] = await Promise.allSettled([api('sessions?limit=500'), fetchHealth()]);
     if (list.status === 'fulfilled') {
+      awaitingInput.value = await findAwaitingInput(list.value);
       sessions.value = list.value;
       sessionsError.value = null;
     } else if (!keyRequired.value) sessionsError.value = list.reason.message;

@@ -1,8 +1,10 @@
 // The live transcript for people: each task with the user's message, the agent's streamed text, its thinking
-// (muted, folded), each tool call as a card that unfolds to its input and result, refusals and errors in red.
+// (muted, folded), each tool call as a card that unfolds to its input and result, questions to a human with
+// their answers, refusals and errors in red.
 import { html } from './html.js';
 import { Badge, Empty } from './ui.js';
 import { duration, money, preview, pretty } from './format.js';
+import { AskBlock } from './input-prompt.js';
 
 const TOOL_ARGUMENT_KEYS = ['command', 'file_path', 'path', 'pattern', 'url', 'query', 'description', 'prompt'];
 
@@ -44,6 +46,8 @@ function Block({ block, live }) {
       return html`<div class="egress" role="alert">⚠ network policy refused <b>${block.host}:${block.port}</b> — ${block.reason}</div>`;
     case 'abort':
       return html`<div class="note warn-text">■ abort requested</div>`;
+    case 'ask':
+      return html`<${AskBlock} block=${block} />`;
     default:
       return html`<div class="note generic-event"><code>${block.frame.type}</code> <span class="muted">${preview(block.frame, 160)}</span></div>`;
   }

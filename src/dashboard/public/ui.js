@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { html } from './html.js';
 
 const BADGE_TONE = {
-  idle: 'muted', queued: 'warn', busy: 'live', running: 'live', succeeded: 'ok', failed: 'bad',
+  idle: 'muted', queued: 'warn', busy: 'live', running: 'live', awaiting_input: 'ask', succeeded: 'ok', failed: 'bad',
   aborted: 'warn', interrupted: 'bad', timed_out: 'bad', budget_exceeded: 'bad',
 };
 

@@ -13,10 +13,10 @@ import type { HttpDeps } from '../app.ts';
 
 /** What the blocking POST /task can answer: refusals of the request, and every way a task can end but success. */
 const SUBMIT_ERRORS: ErrorCode[] = [
-  'INVALID_SESSION_ID', 'INVALID_ENV', 'INVALID_SCHEMA', 'ORIGIN_NOT_ALLOWED', 'AGENT_NOT_FOUND', 'AGENT_MISMATCH', 'AGENT_REQUIRED',
+  'INVALID_SESSION_ID', 'INVALID_ENV', 'INVALID_SCHEMA', 'OVERRIDE_NOT_ALLOWED', 'WEBHOOK_NOT_CONFIGURED', 'WEBHOOK_TARGET_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'AGENT_NOT_FOUND', 'AGENT_MISMATCH', 'AGENT_REQUIRED',
   'IDEMPOTENCY_CONFLICT', 'PAYLOAD_TOO_LARGE', 'QUEUE_FULL', 'SESSION_LIMIT_REACHED', 'SHUTTING_DOWN', 'MODEL_CREDENTIALS_MISSING',
   'TASK_ABORTED', 'BUDGET_EXCEEDED', 'MAX_TURNS_REACHED', 'OUTPUT_INVALID', 'SANDBOX_LIMIT', 'DISK_QUOTA_EXCEEDED', 'AGENT_CRASHED',
-  'MODEL_ERROR', 'SANDBOX_UNAVAILABLE', 'SANDBOX_BUSY', 'SANDBOX_IMAGE_MISSING', 'TASK_INTERRUPTED', 'TASK_TIMEOUT',
+  'MODEL_ERROR', 'SANDBOX_UNAVAILABLE', 'SANDBOX_BUSY', 'SANDBOX_IMAGE_MISSING', 'TASK_INTERRUPTED', 'TASK_TIMEOUT', 'INPUT_TIMEOUT',
 ];
 
 export function taskRoutes(app: ZodApp, deps: HttpDeps): void {
@@ -65,10 +65,12 @@ export function taskRoutes(app: ZodApp, deps: HttpDeps): void {
       agent: body.agent,
       idempotencyKey: key,
       options: {
+        ...(body.model !== undefined ? { model: body.model } : {}),
         ...(body.maxTurns !== undefined ? { maxTurns: body.maxTurns } : {}),
         ...(body.budgetUsd !== undefined ? { budgetUsd: body.budgetUsd } : {}),
         ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
         ...(body.outputSchema !== undefined ? { outputSchema: body.outputSchema } : {}),
+        ...(body.webhookUrl !== undefined ? { webhookUrl: body.webhookUrl } : {}),
       },
     });
     if (!created) reply.header('idempotent-replay', 'true');

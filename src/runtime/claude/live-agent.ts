@@ -12,6 +12,7 @@ import { query, type Query, type SDKMessage, type SDKUserMessage } from '@anthro
 import { RunnerError } from '../../core/errors.ts';
 import type { AgentEvent, AgentRunRequest, AgentRunResult } from '../../core/ports/agent-runtime.ts';
 import { SANDBOX_WORKSPACE, type SandboxDriver, type SandboxHandle } from '../../core/ports/sandbox.ts';
+import { humanCanUseTool, permissionSettings } from './human-input.ts';
 import { MessageQueue } from './message-queue.ts';
 import { claudeCodeOutputSchema } from './output-schema.ts';
 
@@ -30,6 +31,11 @@ export interface LiveAgentOptions {
   outputSchema?: Record<string, unknown>;
   model?: string;
   disallowedTools: string[];
+  /** The built-in tools offered (Claude Code's `tools`); all when empty. */
+  offeredTools: string[];
+  /** The template's permission rules (ask: a person decides; deny: refused). */
+  permissions: AgentRunRequest['permissions'];
+  mcpServers: NonNullable<AgentRunRequest['mcpServers']>;
   resumeId: string | null;
   logger: { debug(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
 }
@@ -106,7 +112,12 @@ export class LiveAgent {
         allowDangerouslySkipPermissions: true,
         settingSources: [],
         disallowedTools: options.disallowedTools,
-        settings: { apiKeyHelper: options.keyHelper },
+        ...(options.offeredTools.length > 0 ? { tools: options.offeredTools } : {}),
+        // Over stdin, not argv: headers and env of MCP servers stay off the sandbox's process list.
+        ...(Object.keys(options.mcpServers).length > 0 ? { mcpServers: options.mcpServers, mcpServersDelivery: 'initialize' as const } : {}),
+        // Questions (AskUserQuestion) and calls under an `ask` rule go to the person behind the running task.
+        canUseTool: humanCanUseTool(() => this.turn?.request),
+        settings: { apiKeyHelper: options.keyHelper, ...permissionSettings(options.permissions) },
       },
     });
     void this.pump();

@@ -29,7 +29,8 @@ export interface ClaudeRuntimeOptions {
 
 /** WebSearch runs on Anthropic's side, beyond the sandbox's network policy: only for `open` agents. */
 export function disallowedTools(request: AgentRunRequest): string[] {
-  return request.network === 'open' ? [] : ['WebSearch'];
+  const own = request.toolRules?.denied ?? [];
+  return request.network === 'open' || own.includes('WebSearch') ? own : ['WebSearch', ...own];
 }
 
 /** The environment every agent process gets; nothing comes from the server's own environment. */
@@ -129,6 +130,9 @@ export class ClaudeAgentRuntime implements AgentRuntime {
       ...(request.model ? { model: request.model } : {}),
       resumeId,
       disallowedTools: disallowedTools(request),
+      offeredTools: request.toolRules?.offered ?? [],
+      permissions: request.permissions,
+      mcpServers: request.mcpServers ?? {},
       logger: this.options.logger,
     });
     this.agents.set(request.sessionKey, agent);
@@ -139,6 +143,7 @@ export class ClaudeAgentRuntime implements AgentRuntime {
   private fingerprint(request: AgentRunRequest): string {
     return createHash('sha256').update(JSON.stringify([
       request.sandbox.id, request.systemPrompt, request.outputSchema ?? null, request.model ?? null, disallowedTools(request),
+      request.toolRules?.offered ?? [], request.mcpServers ?? {}, request.permissions ?? null,
       request.modelEndpoint.keyHelper, agentProcessEnv(request, this.options.modelMaxRetries),
     ])).digest('hex');
   }

@@ -98,6 +98,7 @@ export function relayCommand(): string[] {
 export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): Docker.ContainerCreateOptions {
   const open = spec.network === 'open';
   const [entrypoint, ...args] = relayCommand();
+  const memoryBytes = spec.limits?.memoryBytes ?? config.limits.memoryBytes;
   const hostConfig: Docker.HostConfig = {
     // Only these four mounts: never the Docker socket, nothing else of the host.
     Mounts: [
@@ -117,10 +118,10 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
     CapDrop: ['ALL'],
     SecurityOpt: ['no-new-privileges'],
     Privileged: false,
-    Memory: config.limits.memoryBytes,
-    MemorySwap: config.limits.memoryBytes,
-    NanoCpus: config.limits.nanoCpus,
-    PidsLimit: config.limits.pidsLimit,
+    Memory: memoryBytes,
+    MemorySwap: memoryBytes,
+    NanoCpus: spec.limits?.nanoCpus ?? config.limits.nanoCpus,
+    PidsLimit: spec.limits?.pidsLimit ?? config.limits.pidsLimit,
     // none/allowlist: loopback only (the relay is the way out); open: the open network (see OPEN_NETWORK).
     NetworkMode: open ? (config.openNetwork ?? OPEN_NETWORK) : 'none',
     ...(open ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),

@@ -20,15 +20,17 @@ import { existsSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { Kysely, Migrator, sql } from 'kysely';
 import type { Store } from '../../core/ports/store.ts';
+import type { WebhookOutbox } from '../../core/ports/webhook-outbox.ts';
 import { NodeSqliteDatabase, NodeSqliteDialect } from './dialect.ts';
 import { appendEvents, eventBounds, readEvents, taskFirstEventSeq, trimEvents } from './events.ts';
-import { abortQueuedTasks, claimTasks, finishTask, interruptRunningTasks, recordTaskSpend, recordTaskTool } from './lifecycle.ts';
+import { abortQueuedTasks, claimTasks, finishTask, interruptRunningTasks, recordTaskSpend, recordTaskTool, setPendingInput } from './lifecycle.ts';
 import { migrationProvider } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 import {
   createSession, deleteSession, findSession, getSessionByKey, listAllSessionKeys, listIdleSessions,
   listSessions, resetSession, summarizeSession,
 } from './sessions.ts';
+import { sqliteWebhookOutbox } from './webhooks.ts';
 import { countQueuedTasks, countRunningTasks, enqueueTask, getTask, listTasks, oldestUnfinishedTask, queuePosition } from './tasks.ts';
 
 export interface SqliteStoreOptions {
@@ -50,6 +52,8 @@ export interface SqlitePragmas {
 }
 
 export interface SqliteStore extends Store {
+  /** Deliveries of task webhooks (a port of its own: only the dispatcher and its route use it). */
+  webhookOutbox: WebhookOutbox;
   /** Rows of PRAGMA integrity_check: ['ok'] when the file is sound. */
   integrityCheck(): Promise<string[]>;
   /** The pragmas in effect on the store's connection. */
@@ -89,6 +93,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   };
   return {
     close: () => (closing ??= close()),
+    webhookOutbox: sqliteWebhookOutbox(db),
 
     findSession: (tenantId, id) => findSession(db, tenantId, id),
     getSessionByKey: (key) => getSessionByKey(db, key),
@@ -110,6 +115,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     claimTasks: (runnerId, limit, now) => claimTasks(db, runnerId, limit, now),
     recordTaskSpend: (taskId, spend) => recordTaskSpend(db, taskId, spend),
     recordTaskTool: (taskId, tool) => recordTaskTool(db, taskId, tool),
+    setPendingInput: (taskId, pending) => setPendingInput(db, taskId, pending),
     finishTask: (taskId, runnerId, outcome, session) => finishTask(db, taskId, runnerId, outcome, session),
     abortQueuedTasks: (target, error, now) => abortQueuedTasks(db, target, error, now),
     interruptRunningTasks: (runnerId, error, now) => interruptRunningTasks(db, runnerId, error, now),

@@ -2,7 +2,7 @@
 import { sql } from 'kysely';
 import { RunnerError, type ErrorBody } from '../../core/errors.ts';
 import type { SessionActivity, TaskOutcome } from '../../core/ports/store.ts';
-import { addUsage, emptyUsage, type Task, type TokenUsage } from '../../core/model.ts';
+import { addUsage, emptyUsage, type PendingInput, type Task, type TokenUsage } from '../../core/model.ts';
 import { isFinal } from '../../core/task-status.ts';
 import { toJson, toTask, type Db } from './schema.ts';
 
@@ -88,6 +88,7 @@ export async function finishTask(db: Db, taskId: string, runnerId: string, outco
         error: toJson(outcome.error),
         resumed: outcome.resumed ? 1 : 0,
         sealed_env: null,
+        pending_input: null,
       })
       .where('id', '=', taskId)
       .execute();
@@ -107,6 +108,12 @@ export async function recordTaskSpend(db: Db, taskId: string, spend: { costUsd: 
     await trx.updateTable('sessions').set((eb) => ({ total_cost_usd: eb('total_cost_usd', '+', spend.costUsd) }))
       .where('key', '=', row.session_key).execute();
   });
+}
+
+/** A running task waits for a person (pending not empty: awaiting_input) or goes on (empty: running). */
+export async function setPendingInput(db: Db, taskId: string, pending: PendingInput[]): Promise<void> {
+  await db.updateTable('tasks').set({ pending_input: pending.length > 0 ? JSON.stringify(pending) : null })
+    .where('id', '=', taskId).where('status', '=', 'running').execute();
 }
 
 export async function recordTaskTool(db: Db, taskId: string, tool: string): Promise<void> {
@@ -145,6 +152,7 @@ export async function interruptRunningTasks(
         finished_at: now,
         error: JSON.stringify(error),
         sealed_env: null,
+        pending_input: null,
         duration_ms: sql<number>`case when started_at is null or started_at > ${now} then 0 else ${now} - started_at end`,
       })
       .where('seq', 'in', rows.map((r) => r.seq)).where('status', '=', 'running')

@@ -6,7 +6,7 @@
 import type { Generated, Insertable, Kysely, Selectable } from 'kysely';
 import type { ErrorBody } from '../../core/errors.ts';
 import type { EventType, StoredEvent } from '../../core/events.ts';
-import type { Session, SessionSummary, Task, TaskOptions, TokenUsage } from '../../core/model.ts';
+import type { PendingInput, Session, SessionSummary, Task, TaskOptions, TokenUsage } from '../../core/model.ts';
 import type { TaskStatus } from '../../core/task-status.ts';
 
 export interface SessionsTable {
@@ -50,6 +50,8 @@ export interface TasksTable {
   error: string | null;
   resumed: number | null;
   usage: string | null;
+  /** JSON PendingInput[] while the task waits for a person (it is `awaiting_input` then, `running` in this column's row). */
+  pending_input: string | null;
 }
 
 export interface EventsTable {
@@ -61,10 +63,32 @@ export interface EventsTable {
   ts: number;
 }
 
+export interface WebhookDeliveriesTable {
+  task_id: string;
+  url: string;
+  webhook_id: string | null;
+  type: string | null;
+  body: string | null;
+  status: Generated<'pending' | 'delivered' | 'failed'>;
+  attempts: Generated<number>;
+  next_attempt_at: Generated<number>;
+}
+
+export interface WebhookAttemptsTable {
+  task_id: string;
+  n: number;
+  at: number;
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
 export interface Database {
   sessions: SessionsTable;
   tasks: TasksTable;
   events: EventsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 }
 
 export type Db = Kysely<Database>;
@@ -119,7 +143,7 @@ export function toTask(row: TaskRow): Task {
     sessionKey: row.session_key,
     tenantId: row.tenant_id,
     sessionId: row.session_id,
-    status: row.status,
+    status: row.status === 'running' && row.pending_input !== null ? 'awaiting_input' : row.status,
     message: row.message,
     context: row.context,
     sealedEnv: row.sealed_env,
@@ -137,6 +161,7 @@ export function toTask(row: TaskRow): Task {
     error: parseJson<ErrorBody>(row.error),
     resumed: row.resumed === null ? null : row.resumed !== 0,
     usage: parseJson<TokenUsage>(row.usage),
+    pendingInput: parseJson<PendingInput[]>(row.pending_input) ?? [],
   };
 }
 
@@ -146,7 +171,8 @@ export function taskToRow(t: Task): Insertable<TasksTable> {
     session_key: t.sessionKey,
     tenant_id: t.tenantId,
     session_id: t.sessionId,
-    status: t.status,
+    // awaiting_input is stored as running with its pending input (migration 004).
+    status: t.status === 'awaiting_input' ? 'running' : t.status,
     message: t.message,
     context: t.context,
     sealed_env: t.sealedEnv,
@@ -164,6 +190,7 @@ export function taskToRow(t: Task): Insertable<TasksTable> {
     error: toJson(t.error),
     resumed: t.resumed === null ? null : t.resumed ? 1 : 0,
     usage: toJson(t.usage),
+    pending_input: t.pendingInput?.length ? JSON.stringify(t.pendingInput) : null,
   };
 }
 

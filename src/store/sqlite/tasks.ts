@@ -28,6 +28,8 @@ export async function enqueueTask(
     if (Number(n) >= limits.maxQueued) throw new RunnerError('QUEUE_FULL');
     const row = await trx.insertInto('tasks').values({ ...taskToRow(task), status: 'queued' })
       .returningAll().executeTakeFirstOrThrow();
+    // The webhook's delivery is stored with its task: no crash can keep one without the other.
+    if (task.options.webhookUrl) await trx.insertInto('webhook_deliveries').values({ task_id: task.id, url: task.options.webhookUrl }).execute();
     return { task: toTask(row), created: true };
   });
 }
