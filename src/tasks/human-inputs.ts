@@ -109,6 +109,8 @@ export class HumanInputs {
         },
       });
     });
+    // Whoever ends the wait (an abort) rejects it; the runtime may have stopped awaiting by then.
+    answered.catch(() => undefined);
     clock.pause();
     signal.addEventListener('abort', onAbort, { once: true });
     timer = setTimeout(() => controller.abort(new RunnerError(

@@ -66,7 +66,7 @@ export interface TaskExecutionDeps {
 }
 
 /** Stopping the sandbox is how a task is stopped "at once", as the seed did: nothing it started survives. */
-const STOP_SANDBOX_ON: ReadonlySet<string> = new Set(['TASK_ABORTED', 'TASK_TIMEOUT', 'BUDGET_EXCEEDED', 'SANDBOX_LIMIT', 'DISK_QUOTA_EXCEEDED', 'TASK_INTERRUPTED']);
+const STOP_SANDBOX_ON: ReadonlySet<string> = new Set(['TASK_ABORTED', 'TASK_TIMEOUT', 'INPUT_TIMEOUT', 'BUDGET_EXCEEDED', 'SANDBOX_LIMIT', 'DISK_QUOTA_EXCEEDED', 'TASK_INTERRUPTED']);
 
 export function composePrompt(message: string, context: string | null): string {
   return context ? `${context}\n\n${message}` : message;

@@ -59,10 +59,10 @@ describe('budgets end an endless tool loop', () => {
   });
 
   test('SESSION_BUDGET_USD: the session spends it across tasks; its next task fails at once, without a model call', async () => {
-    const small = await h.api('/task', { method: 'POST', json: { sessionId: 'b-session', message: 'budget-small-b3', budgetUsd: 1 } });
+    const small = await h.api('/task', { method: 'POST', json: { sessionId: 'b-session', message: 'budget-small-b3' } });
     assert.equal(small.status, 200, JSON.stringify(small.body));
     // 3.5 calls for the session, one spent: the loop gets three more (the third crosses it), though its own budget is large.
-    const res = await h.api('/task', { method: 'POST', json: { sessionId: 'b-session', message: 'budget-session-b3', budgetUsd: 1 } });
+    const res = await h.api('/task', { method: 'POST', json: { sessionId: 'b-session', message: 'budget-session-b3' } });
     assert.equal(res.status, 402, JSON.stringify(res.body));
     assert.equal(res.body.status, 'budget_exceeded');
     assert.equal(res.body.error.code, 'BUDGET_EXCEEDED');
@@ -70,7 +70,7 @@ describe('budgets end an endless tool loop', () => {
     assert.ok(close(res.body.cost, 3 * CALL), String(res.body.cost));
     const session = await h.api('/session/b-session');
     assert.ok(close(session.body.totalCost, 4 * CALL), String(session.body.totalCost));
-    const next = await h.api('/task', { method: 'POST', json: { sessionId: 'b-session', message: 'budget-after-b3', budgetUsd: 1 } });
+    const next = await h.api('/task', { method: 'POST', json: { sessionId: 'b-session', message: 'budget-after-b3' } });
     assert.equal(next.status, 402, JSON.stringify(next.body));
     assert.equal(next.body.status, 'budget_exceeded');
     assert.equal(next.body.error.code, 'BUDGET_EXCEEDED');

@@ -25,6 +25,20 @@ import type { AgentRunRequest } from '../../core/ports/agent-runtime.ts';
 
 const QUESTION_TOOL = 'AskUserQuestion';
 
+/**
+ * The SDK warns at every start that canUseTool "will not be invoked" under
+ * bypassPermissions. For what it is used for here (questions and `ask` rules)
+ * it is invoked: test/questions proves it. The warning would only mislead an
+ * operator reading the log, so that one code is dropped; every other passes.
+ */
+const SHADOWED_WARNING = 'CLAUDE_SDK_CAN_USE_TOOL_SHADOWED';
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const options = rest[0];
+  if (options && typeof options === 'object' && (options as { code?: string }).code === SHADOWED_WARNING) return;
+  (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
+}) as typeof process.emitWarning;
+
 /** The `settings.permissions` block Claude Code reads the template's rules from (nothing when there are none). */
 export function permissionSettings(rules: AgentRunRequest['permissions']): { permissions?: { ask: string[]; deny: string[] } } {
   if (!rules || (rules.ask.length === 0 && rules.deny.length === 0)) return {};
