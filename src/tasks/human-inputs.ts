@@ -24,6 +24,8 @@ export interface HumanInputsDeps {
   events: EventLog;
   /** How long a request waits for an answer before its task ends (INPUT_TIMEOUT). */
   timeoutMs: number;
+  /** The tool input a person is shown is stored with the task: the task's secrets go first. */
+  redactor: { redactDeep<T>(value: T, sessionKey: string): T };
 }
 
 /** The task's clock, paused while a person is asked. */
@@ -75,7 +77,7 @@ export class HumanInputs {
       requestId: newId('input'),
       kind: request.kind,
       ...(request.kind === 'question' ? { questions: request.questions } : { tool: request.tool }),
-      input: request.input,
+      input: this.deps.redactor.redactDeep(request.input, task.sessionKey),
       askedAt,
       expiresAt: askedAt + timeoutMs,
     };

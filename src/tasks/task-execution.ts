@@ -92,7 +92,7 @@ export class TaskExecution {
 
   constructor(deps: TaskExecutionDeps) {
     this.deps = deps;
-    this.inputs = new HumanInputs({ store: deps.store, events: deps.events, timeoutMs: deps.defaults.inputTimeoutMs });
+    this.inputs = new HumanInputs({ store: deps.store, events: deps.events, timeoutMs: deps.defaults.inputTimeoutMs, redactor: deps.redactor });
   }
 
   /** A person's answer to what a task running here waits for (see human-inputs.ts). */
