@@ -119,7 +119,9 @@ export class WebhookDispatcher {
     }
     if (this.stopped) return;
     const next = await this.options.outbox.nextDueAt();
-    const sleep = next === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, next - Date.now()));
+    let sleep = next === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, next - Date.now()));
+    // A row being attempted still reads as due: a finished attempt wakes the loop, so it need not spin meanwhile.
+    if (this.inFlight.size > 0) sleep = Math.max(sleep, 1_000);
     this.timer = setTimeout(() => this.wake(), sleep);
     this.timer.unref();
   }
