@@ -17,10 +17,10 @@ const optionalText = z.preprocess((v) => (v === '' ? undefined : v), z.string().
 const bool = (fallback: boolean) =>
   z.preprocess((v) => (v === undefined || v === '' ? fallback : /^(1|true|yes|on)$/i.test(String(v))), z.boolean());
 
-const SIZE = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i;
+export const SIZE = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i;
 
 /** "512m", "2g", "1048576" → bytes (checked against SIZE first). */
-function parseBytes(text: string): number {
+export function parseBytes(text: string): number {
   const match = SIZE.exec(text.trim())!;
   const unit = { '': 1, k: 1024, m: MiB, g: 1024 * MiB }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
   return Math.round(Number(match[1]) * unit);

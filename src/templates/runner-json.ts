@@ -6,6 +6,7 @@
  * Must not touch: process.env (the operator's caps are passed in by src/app.ts).
  */
 import { z } from 'zod';
+import { parseBytes, SIZE } from '../config.ts';
 
 /** The operator's ceilings a template may lower but never raise. */
 export interface OperatorCaps {
@@ -16,13 +17,6 @@ export interface OperatorCaps {
   budgetUsd: number | undefined;
 }
 
-const MiB = 1024 * 1024;
-const SIZE = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i;
-function parseBytes(text: string): number {
-  const match = SIZE.exec(text.trim())!;
-  const unit = { '': 1, k: 1024, m: MiB, g: 1024 * MiB }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Math.round(Number(match[1]) * unit);
-}
 const size = z.string().refine((v) => SIZE.test(v.trim()), 'expected a size such as 512m, 2g or 1048576').transform(parseBytes);
 
 /** What an allowlisted sandbox may reach: "host", "host:port", "*.domain" or "*.domain:port". */
