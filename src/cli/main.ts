@@ -81,5 +81,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 // Server commands (serve, demo, scripted-model) never return here; a finished command exits at once
-// (a kept-alive connection must not hold it).
-process.exit(await main(process.argv.slice(2)));
+// (a kept-alive connection must not hold it), once what it wrote to a piped stdout has been flushed:
+// `files get` of a large file into a pipe would otherwise lose its tail.
+const code = await main(process.argv.slice(2));
+process.stdout.write('', () => process.exit(code));
