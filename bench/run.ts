@@ -1,104 +1,126 @@
 /**
- * `npm run bench`: what users feel on every message, measured end to end
- * (HTTP in, Docker sandbox, real `claude`, scripted model with no latency,
- * HTTP out). Each task is two model calls with one Bash tool call between.
+ * `npm run bench`: every way a task can run, side by side in one run on this
+ * machine, the same two-turn task everywhere (scripted model: a Bash call
+ * `echo measured`, then `done`):
  *
- *   first task      new session: container created, claude started
- *   live agent      the session's claude is alive: the task is one message to it
- *   restarted agent the process was closed (idle, evicted): a new claude resumes the transcript
- *   throughput      200 tasks over 20 sessions, MAX_CONCURRENT_TASKS=4
+ *   seed        the seed's design: a fresh `docker run --rm` per task, Node + SDK inside (seed-baseline.ts)
+ *   floor       a live `claude` on the host, no server; and two reference lines (floor.ts)
+ *   warm        next task to a session's live agent, through the server (sessions.ts)
+ *   closed      next task after the agent was closed, container running
+ *   pool        new session claiming a ready sandbox + claude (READY_POOL_SIZE=2)
+ *   empty       new session with READY_POOL_SIZE=0
+ *   throughput  1, 8 and 32 sessions at once, runner and seed design (throughput.ts)
+ *   memory      server RSS, container memory idle and with a live agent (memory.ts)
+ *   fanout      100 WebSocket subscribers of one session (fanout.ts)
+ *   list        GET /sessions over 10,000 stored sessions, heap per session (session-list.ts)
+ *   profile     where a warm task's time goes (profile.ts, when present)
  *
- * Writes bench/results/latest.json and prints a table.
+ * BENCH_ROUNDS (default 30): tasks per path. BENCH_ONLY=warm,floor runs some.
+ * Writes bench/results/latest.json and latest.md, and prints the markdown.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { bash, rule, text } from '../src/scripted-model/index.ts';
-import { startHarness, type Harness } from '../test/support/harness.ts';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { measureFanout } from './fanout.ts';
+import { measureFloor } from './floor.ts';
+import { measureMemory } from './memory.ts';
+import { markdown, targets, type BenchResults, type ProfileSummary } from './report.ts';
+import { measureSeedLatency, startSeedDesign } from './seed-baseline.ts';
+import { measureSessionList } from './session-list.ts';
+import { measureClosedAgent, measureEmptyPoolSession, measurePoolSession, measureWarm } from './sessions.ts';
+import { round } from './stats.ts';
+import { measureThroughput } from './throughput.ts';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
+const SECTIONS = ['floor', 'warm', 'closed', 'pool', 'empty', 'seed', 'throughput', 'memory', 'fanout', 'list', 'profile'] as const;
+type Section = typeof SECTIONS[number];
 
-function stats(samples: number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { n: sorted.length, median: at(0.5), p90: at(0.9), min: sorted[0]!, max: sorted.at(-1)! };
-}
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 30));
+const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const unknown = only.filter((s) => !SECTIONS.includes(s as Section));
+if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.join(', ')}`);
+const selected = SECTIONS.filter((s) => only.length === 0 || only.includes(s));
 
-async function timed(h: Harness, sessionId: string, message: string): Promise<number> {
+const results: BenchResults = {
+  date: new Date().toISOString(),
+  machine: {
+    cores: availableParallelism(),
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: round(totalmem() / 1024 ** 3, 0),
+    node: process.versions.node,
+    docker: ((await new Docker().version()) as { Version?: string }).Version ?? 'unknown',
+  },
+  rounds,
+  sections: selected,
+  paths: {},
+  notes: [],
+  errors: {},
+  targets: [],
+};
+
+const profileFile = join(import.meta.dirname, 'profile.ts');
+
+const run: Record<Section, () => Promise<void>> = {
+  floor: async () => {
+    const floor = await measureFloor(rounds, Math.min(10, rounds));
+    results.paths.floor = floor.live;
+    results.paths.floorPrestarted = floor.prestarted;
+    results.paths.floorCold = floor.cold;
+  },
+  warm: async () => { results.paths.warm = await measureWarm(rounds); },
+  closed: async () => { results.paths.closedAgent = await measureClosedAgent(rounds); },
+  pool: async () => { results.paths.pool = await measurePoolSession(rounds); },
+  empty: async () => { results.paths.emptyPool = await measureEmptyPoolSession(rounds); },
+  seed: async () => {
+    const seed = await startSeedDesign();
+    try {
+      results.paths.seed = await measureSeedLatency(seed, rounds);
+    } finally {
+      await seed.close();
+    }
+  },
+  throughput: async () => { results.throughput = await measureThroughput(rounds, true); },
+  memory: async () => { results.memory = await measureMemory(6); },
+  fanout: async () => { results.fanout = await measureFanout(100, 50); },
+  list: async () => { results.sessionList = await measureSessionList(rounds); },
+  profile: async () => {
+    if (!existsSync(profileFile)) {
+      results.notes.push('bench/profile.ts is not there yet: no hot-path breakdown in this run.');
+      return;
+    }
+    // Imported by path so this file typechecks with or without it.
+    const profile = await import(profileFile) as {
+      profileWarmTasks(options: { rounds: number }): Promise<ProfileSummary>;
+      profileTable?: (p: ProfileSummary) => string;
+    };
+    results.profile = await profile.profileWarmTasks({ rounds });
+    results.profileTable = profile.profileTable?.(results.profile)
+      ?? `warm task p50 ${results.profile.totalMs.p50} ms; first text after the model's first byte p50 ${results.profile.firstTextAfterFirstByteMs.p50} ms`;
+  },
+};
+
+const startedAll = performance.now();
+for (const section of selected) {
   const started = performance.now();
-  const res = await h.api('/task', { method: 'POST', json: { sessionId, message } });
-  if (res.status !== 200) throw new Error(`task failed: ${res.status} ${JSON.stringify(res.body)}`);
-  return performance.now() - started;
-}
-
-const rules = [rule('bench-task', bash('echo measured'), text('done'))];
-const results: Record<string, ReturnType<typeof stats> & { note: string }> = {};
-
-{
-  const h = await startHarness({ rules, env: { MAX_LIVE_AGENTS: '64' } });
+  process.stderr.write(`bench: ${section}…`);
   try {
-    const first: number[] = [];
-    const live: number[] = [];
-    for (let i = 0; i < ROUNDS; i++) {
-      first.push(await timed(h, `first-${i}`, 'bench-task'));
-      live.push(await timed(h, `first-${i}`, 'bench-task again'));
-      live.push(await timed(h, `first-${i}`, 'bench-task and again'));
-    }
-    results.firstTask = { ...stats(first), note: 'new session: container + claude start + 2 model calls + Bash' };
-    results.liveAgent = { ...stats(live), note: 'next task to a live claude' };
-  } finally {
-    await h.close();
+    await run[section]();
+    process.stderr.write(` ${round((performance.now() - started) / 1000, 1)} s\n`);
+  } catch (error) {
+    results.errors[section] = (error as Error).message.split('\n')[0]!.slice(0, 500);
+    process.stderr.write(` failed: ${results.errors[section]}\n`);
   }
 }
+results.targets = targets(results);
+results.notes.push(`The whole bench took ${round((performance.now() - startedAll) / 1000, 0)} s.`);
 
-{
-  // AGENT_IDLE_MS=0 closes each agent as soon as it is idle: every task starts claude and resumes.
-  const h = await startHarness({ rules, env: { AGENT_IDLE_MS: '0' } });
-  try {
-    const restarted: number[] = [];
-    await timed(h, 'restart', 'bench-task');
-    for (let i = 0; i < ROUNDS; i++) {
-      await new Promise((r) => setTimeout(r, 1200));
-      restarted.push(await timed(h, 'restart', 'bench-task'));
-    }
-    results.restartedAgent = { ...stats(restarted), note: 'new claude per task (resume), container running' };
-  } finally {
-    await h.close();
-  }
-}
-
-let throughput = { tasks: 0, seconds: 0, perSecond: 0 };
-{
-  const h = await startHarness({ rules, env: { MAX_CONCURRENT_TASKS: '4', MAX_LIVE_AGENTS: '32', MAX_QUEUED_PER_SESSION: '50' } });
-  try {
-    for (let s = 0; s < 20; s++) await timed(h, `tp-${s}`, 'bench-task warm');
-    const started = performance.now();
-    const ids: string[] = [];
-    await Promise.all(Array.from({ length: 20 }, async (_, s) => {
-      for (let i = 0; i < 10; i++) {
-        const res = await h.api('/task', { method: 'POST', json: { sessionId: `tp-${s}`, message: `bench-task ${i}`, wait: false } });
-        ids.push(res.body.taskId);
-      }
-    }));
-    for (const id of ids) {
-      for (;;) {
-        const task = await h.api(`/tasks/${id}`);
-        if (task.body.status === 'succeeded') break;
-        if (task.body.status !== 'queued' && task.body.status !== 'running') throw new Error(`task ${id} ${task.body.status}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
-    const seconds = (performance.now() - started) / 1000;
-    throughput = { tasks: ids.length, seconds: Number(seconds.toFixed(2)), perSecond: Number((ids.length / seconds).toFixed(1)) };
-  } finally {
-    await h.close();
-  }
-}
-
-const report = { date: new Date().toISOString(), cpus: cpus().length, rounds: ROUNDS, latencyMs: results, throughput };
-mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/latest.json', `${JSON.stringify(report, null, 2)}\n`);
-console.log('\n| path | median ms | p90 ms | min | max | n |\n|---|---|---|---|---|---|');
-for (const [name, s] of Object.entries(results)) {
-  console.log(`| ${name} (${s.note}) | ${s.median.toFixed(0)} | ${s.p90.toFixed(0)} | ${s.min.toFixed(0)} | ${s.max.toFixed(0)} | ${s.n} |`);
-}
-console.log(`\nthroughput: ${throughput.tasks} tasks over 20 sessions in ${throughput.seconds} s = ${throughput.perSecond} tasks/s (MAX_CONCURRENT_TASKS=4, ${cpus().length} cores)`);
+const dir = join(import.meta.dirname, 'results');
+mkdirSync(dir, { recursive: true });
+const md = markdown(results);
+// A partial run (BENCH_ONLY) does not replace the full one.
+const name = only.length > 0 ? 'partial' : 'latest';
+writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(join(dir, `${name}.md`), md);
+console.log(md);
+console.log(`(written to bench/results/${name}.json and ${name}.md)`);
+if (Object.keys(results.errors).length > 0) process.exitCode = 1;

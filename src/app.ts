@@ -27,6 +27,7 @@ import { DockerSandboxDriver } from './sandbox/docker/driver.ts';
 import { Redactor } from './secrets/redactor.ts';
 import { EnvSealer } from './secrets/sealer.ts';
 import { CrashRecovery } from './sessions/crash-recovery.ts';
+import { ReadyPool } from './sessions/ready-pool.ts';
 import { SessionService } from './sessions/session-service.ts';
 import { openSqliteStore } from './store/sqlite/index.ts';
 import { TaskCompletions } from './tasks/completions.ts';
@@ -36,6 +37,7 @@ import { Scheduler } from './tasks/scheduler.ts';
 import { TaskExecution } from './tasks/task-execution.ts';
 import { TaskService } from './tasks/task-service.ts';
 import { BUILTIN_TEMPLATES_DIR, TemplateCatalog } from './templates/catalog.ts';
+import { watchTemplates } from './templates/template-watch.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 import { WebhookSigner } from './webhooks/signer.ts';
 import { WebhookTargets } from './webhooks/targets.ts';
@@ -50,6 +52,8 @@ const HEALTH_CHECK_CACHE_MS = 3_000;
 const MAX_EGRESS_EVENTS_PER_TASK = 100;
 /** How often the sandboxes left running between tasks are measured against the disk quota. */
 const DISK_SWEEP_MS = 5_000;
+/** Ready sessions are made only while the machine has this much memory free (a live agent and its container take ~250 MB). */
+const READY_POOL_MIN_FREE_MEMORY = 1024 * 1024 * 1024;
 
 export interface Runner {
   config: Config;
@@ -128,9 +132,13 @@ export async function createRunner(config: Config): Promise<Runner> {
   const sandbox: CappedSandboxDriver = new CappedSandboxDriver(dockerSandbox, {
     maxRunning: config.limits.maxRunningSandboxes,
     isBusy: (sessionKey): boolean => execution.runningTaskOf(sessionKey) !== undefined,
+    isSpare: (sessionKey): boolean => readyPool.isSpare(sessionKey),
     beforeStop: (sessionKey) => runtime.release(sessionKey),
     // A gateway socket lives exactly as long as its sandbox (descriptors do not pile up over sessions).
-    afterStop: (sessionKey) => gateway.detachSession(sessionKey),
+    afterStop: async (sessionKey) => {
+      readyPool.sandboxStopped(sessionKey);
+      await gateway.detachSession(sessionKey);
+    },
     logger: logger.child({ component: 'sandbox' }),
   });
   // Observes, never changes: fed by the hooks below (stored events, ended tasks, the gateway's observer).
@@ -194,9 +202,21 @@ export async function createRunner(config: Config): Promise<Runner> {
     // No more tasks at once than sandboxes may run: the rest wait in their queues, not for a sandbox.
     store, runnerId, maxConcurrent: Math.min(config.limits.maxConcurrentTasks, config.limits.maxRunningSandboxes || Infinity),
     execution, logger,
+    // Ready sessions are made only while nothing runs: the end of a task is when to look.
+    onTaskDone: () => readyPool.wake(),
+  });
+  // Ready sessions: sandbox up and `claude` waiting before anyone asks; refilled only when nothing runs here.
+  const readyPool: ReadyPool = new ReadyPool({
+    templates, dirs, sandbox, gateway, runtime,
+    defaults: { model: config.model, network: config.sandbox.defaultNetwork },
+    size: config.limits.readyPoolSize,
+    maxLiveAgents: config.limits.maxLiveAgents,
+    isBusy: async () => scheduler.runningCount() > 0 || (await store.countQueuedTasks()) > 0,
+    minFreeMemoryBytes: READY_POOL_MIN_FREE_MEMORY,
+    logger: logger.child({ component: 'ready-pool' }),
   });
   const sessions = new SessionService({
-    store, events, sandbox, runtime, templates, dirs, quota,
+    store, events, sandbox, runtime, templates, dirs, quota, readySessions: readyPool,
     // `tasks` is built below; reset and delete call this only once requests flow.
     stopTasks: async (sessionKey) => {
       await tasks.abortSessionByKey(sessionKey, new RunnerError('TASK_ABORTED', 'The session was reset or deleted.'));
@@ -275,6 +295,7 @@ export async function createRunner(config: Config): Promise<Runner> {
         liveAgents: runtime.liveSessions().length,
         runningSandboxes: docker === 'ok' ? await runningSandboxes() : null,
         agents: templates.names(),
+        readyPool: readyPool.status(),
         uptime: Math.round(process.uptime()),
       };
     },
@@ -283,6 +304,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   });
 
   const timers: NodeJS.Timeout[] = [];
+  let stopWatchingTemplates = (): void => {};
   const recovery = new CrashRecovery({ store, endings, sandbox, dirs, logger: logger.child({ component: 'recovery' }) });
 
   return {
@@ -291,6 +313,14 @@ export async function createRunner(config: Config): Promise<Runner> {
       await webhookTargets.checkTemplates();
       await recovery.run();
       scheduler.poke();
+      // After recovery: ready sessions of an earlier run were removed with the other orphans.
+      const pooled = templates.names().filter((name) => readyPool.sizeOf(name) > 0);
+      stopWatchingTemplates = watchTemplates({
+        folders: new Map(pooled.map((name) => [name, templates.get(name).dir])),
+        onChange: (name) => readyPool.templateChanged(name),
+        logger,
+      });
+      readyPool.wake();
       webhooks.start();
       timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
         config.idleSweepMs));
@@ -325,6 +355,8 @@ export async function createRunner(config: Config): Promise<Runner> {
       await events.settle();
       await webhooks.stop();
       await http.close();
+      stopWatchingTemplates();
+      await readyPool.close();
       await runtime.closeAll();
       await gateway.close();
       dockerSandbox.close();

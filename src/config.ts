@@ -3,12 +3,23 @@
  * variable has a documented default (README "Configuration"), so `npm start`
  * works on a fresh machine with nothing set.
  */
+import { availableParallelism, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { NetworkMode } from './core/ports/sandbox.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, webhookSecretProblem } from './webhooks/secret.ts';
 
 const MiB = 1024 * 1024;
+
+/**
+ * READY_POOL_SIZE's default: 1 ready session per template, 2 from 8 cores, and
+ * none where live agents or memory are scarce (each holds ~250 MB of a live
+ * `claude` and a container).
+ */
+export function readyPoolDefault(maxLiveAgents: number, cores = availableParallelism(), memoryBytes = totalmem()): number {
+  const byCores = cores >= 8 ? 2 : 1;
+  return Math.max(0, Math.min(byCores, Math.floor(maxLiveAgents / 4), Math.floor(memoryBytes / (2048 * MiB))));
+}
 
 const int = (fallback: number) => z.coerce.number().int().nonnegative().default(fallback);
 const num = (fallback: number) => z.coerce.number().nonnegative().default(fallback);
@@ -59,6 +70,8 @@ const schema = z.object({
   MAX_SESSIONS: int(10_000),
   MAX_LIVE_AGENTS: int(8),
   MAX_RUNNING_SANDBOXES: int(32),
+  /** Ready sessions per agent template; empty: sized to the machine (readyPoolDefault). */
+  READY_POOL_SIZE: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(16).optional()),
   IDLE_TIMEOUT_MS: int(10 * 60_000),
   /** How often idle sessions are looked for; 0: half of IDLE_TIMEOUT_MS, between 1 s and 60 s. */
   IDLE_SWEEP_MS: int(0),
@@ -138,6 +151,8 @@ export interface Config {
     maxLiveAgents: number;
     /** Running containers at most (0: no cap); also caps the tasks run at once. */
     maxRunningSandboxes: number;
+    /** Ready sessions (a sandbox and a live agent, started before anyone asks) kept per agent template. */
+    readyPoolSize: number;
     taskTimeoutMs: number;
     taskBudgetUsd: number | undefined;
     sessionBudgetUsd: number | undefined;
@@ -237,6 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxSessions: e.MAX_SESSIONS,
       maxLiveAgents: e.MAX_LIVE_AGENTS,
       maxRunningSandboxes: e.MAX_RUNNING_SANDBOXES,
+      readyPoolSize: e.READY_POOL_SIZE ?? readyPoolDefault(e.MAX_LIVE_AGENTS),
       taskTimeoutMs: e.TASK_TIMEOUT_MS,
       taskBudgetUsd: e.MAX_BUDGET_USD,
       sessionBudgetUsd: e.SESSION_BUDGET_USD,

@@ -140,6 +140,10 @@ export const HealthSchema = z.object({
   liveAgents: z.number().int(),
   runningSandboxes: z.number().int().nullable().describe('Containers of this runner that run (null while the engine is unreachable).'),
   agents: z.array(z.string()),
+  readyPool: z.object({
+    size: z.number().int().describe('Ready sessions wanted, all agent templates together (READY_POOL_SIZE each, or their runner.json readyPool).'),
+    ready: z.number().int().describe('Ready sessions a new session can claim now: sandbox running, `claude` started and waiting.'),
+  }),
   uptime: z.number().describe('s'),
 }).catchall(z.unknown()).meta({ id: 'Health' });
 

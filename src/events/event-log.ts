@@ -17,6 +17,7 @@
  */
 import type { EventPayloads, EventType, NewEvent, StoredEvent } from '../core/events.ts';
 import type { Store } from '../core/ports/store.ts';
+import { hotPath } from '../metrics/hot-path.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 
 export interface EventSubscriber {
@@ -47,6 +48,8 @@ interface Registered {
 
 interface Pending {
   event: NewEvent;
+  /** performance.now() at append: event_append is measured from it to the event published. */
+  at: number;
   resolve(event: StoredEvent): void;
   reject(error: Error): void;
 }
@@ -70,7 +73,7 @@ export class EventLog {
   /** Resolves once the event is stored (and published). */
   append<T extends EventType>(sessionKey: string, taskId: string | null, type: T, data: EventPayloads[T]): Promise<StoredEvent<T>> {
     return new Promise<StoredEvent>((resolve, reject) => {
-      this.pending.push({ event: { sessionKey, taskId, type, data: this.redactor.redactDeep(data, sessionKey) }, resolve, reject });
+      this.pending.push({ event: { sessionKey, taskId, type, data: this.redactor.redactDeep(data, sessionKey) }, at: performance.now(), resolve, reject });
       this.flushing ??= new Promise<void>((done) => setImmediate(done)).then(() => this.flush());
     }) as Promise<StoredEvent<T>>;
   }
@@ -219,7 +222,12 @@ export class EventLog {
 
   private stored(batch: Pending[], events: StoredEvent[]): void {
     events.forEach((event, i) => {
+      const publishing = performance.now();
       this.publish(event);
+      hotPath.since('event_fanout', publishing);
+      hotPath.since('event_append', batch[i]!.at);
+      // first_text: from the gateway's first byte of the answer that carried it (gateway.ts marks it).
+      if (event.type === 'text' && event.taskId !== null) hotPath.end('first_text', `${event.taskId}:text`);
       batch[i]!.resolve(event);
     });
   }

@@ -31,6 +31,7 @@ import type {
 import { SANDBOX_GATEWAY_URL } from '../core/ports/model-gateway.ts';
 import type { NetworkMode } from '../core/ports/sandbox.ts';
 import type { ApiUsage } from '../pricing/prices.ts';
+import { hotPath } from '../metrics/hot-path.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 import { HeaderDeadlines } from './connection-deadlines.ts';
 import { proxyConnect, proxyHttp, type Destination, type EgressPolicy } from './egress-proxy.ts';
@@ -147,11 +148,21 @@ export class SocketModelGateway implements ModelGateway {
     return this.sockets.sessions();
   }
 
+  sandboxEnv(mode: NetworkMode): Record<string, string> {
+    return proxyEnv(mode);
+  }
+
   async openTask(grant: TaskGrant): Promise<{ token: string; sandboxEnv: Record<string, string> }> {
     const socketDir = this.sockets.socketDir(grant.sessionKey);
     if (socketDir === undefined) throw new Error(`gateway: session ${grant.sessionKey} is not attached`);
     const { token } = await this.ledger.open(grant, socketDir);
     return { token, sandboxEnv: proxyEnv(grant.network.mode) };
+  }
+
+  async standbyToken(sessionKey: string): Promise<void> {
+    const socketDir = this.sockets.socketDir(sessionKey);
+    if (socketDir === undefined) throw new Error(`gateway: session ${sessionKey} is not attached`);
+    await this.ledger.standby(sessionKey, socketDir);
   }
 
   closeTask(taskId: string): Promise<TaskMeter> {
@@ -165,6 +176,7 @@ export class SocketModelGateway implements ModelGateway {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const arrivedAt = performance.now();
     const socket = req.socket;
     this.deadlines.requestStarted(socket);
     res.once('close', () => this.deadlines.requestEnded(socket));
@@ -187,17 +199,21 @@ export class SocketModelGateway implements ModelGateway {
       this.tell('bad_token');
       return apiError(res, 401, 'authentication_error', 'invalid or expired task token');
     }
-    void this.modelCall(task, req, res, route);
+    void this.modelCall(task, req, res, route, arrivedAt);
   }
 
   /** One call, tracked from its arrival to its metering, so closeTask can cut it and wait for its cost. */
-  private async modelCall(task: OpenTask, req: IncomingMessage, res: ServerResponse, route: ModelApiRoute): Promise<void> {
+  private async modelCall(task: OpenTask, req: IncomingMessage, res: ServerResponse, route: ModelApiRoute, arrivedAt: number): Promise<void> {
     const cut = new AbortController();
     let settle!: () => void;
     const call: Call = { cut: () => cut.abort(), done: new Promise<void>((resolve) => { settle = resolve; }) };
     task.calls.add(call);
+    const timing = { upstreamMs: 0 };
     try {
-      await this.runCall(task, req, res, route, cut.signal);
+      await this.runCall(task, req, res, route, cut.signal, timing);
+      // The gateway's own time: the whole call but the upstream's answer (hot-path.ts).
+      hotPath.observe('upstream', timing.upstreamMs);
+      hotPath.observe('gateway', performance.now() - arrivedAt - timing.upstreamMs);
     } catch (error) {
       this.options.logger.warn({ taskId: task.grant.taskId, err: (error as Error).message }, 'model call failed in the gateway');
       this.tell('internal');
@@ -208,7 +224,9 @@ export class SocketModelGateway implements ModelGateway {
     }
   }
 
-  private async runCall(task: OpenTask, req: IncomingMessage, res: ServerResponse, route: ModelApiRoute, cut: AbortSignal): Promise<void> {
+  private async runCall(
+    task: OpenTask, req: IncomingMessage, res: ServerResponse, route: ModelApiRoute, cut: AbortSignal, timing: { upstreamMs: number },
+  ): Promise<void> {
     if (this.refuseOverLimit(task, route, res)) return;
     const clientLeft = new AbortController();
     res.once('close', () => clientLeft.abort());
@@ -233,6 +251,7 @@ export class SocketModelGateway implements ModelGateway {
           this.tell('refused_request');
           return apiError(res, 400, 'invalid_request_error', `claude-runner gateway: ${prepared.refused}`);
         }
+        const forwardedAt = performance.now();
         const status = await forwardCall({
           upstream: this.options.upstream, agent: this.upstreamAgent, req, res, route, body: prepared.body, requestModel: prepared.model, cut,
           onMetered: (meter) => {
@@ -240,7 +259,15 @@ export class SocketModelGateway implements ModelGateway {
             if (meter.hasUsage) this.ledger.record(task, { model: meter.model, tokens: meter.tokens, usage: meter.usage });
           },
           onUnreachable: (error) => this.options.logger.warn({ taskId: task.grant.taskId, err: error.message }, 'model upstream unreachable'),
+          ...(task.textSeen ? {} : {
+            onText: (firstByteAt: number) => {
+              if (task.textSeen) return;
+              task.textSeen = true;
+              hotPath.mark(`${task.grant.taskId}:text`, firstByteAt);
+            },
+          }),
         });
+        timing.upstreamMs = performance.now() - forwardedAt;
         // Only calls the model answered count against the limit (not an upstream error, nor an unreachable upstream).
         if (status >= 200 && status < 300) counted = false;
         this.calledModel(route, prepared.model, status, cut);

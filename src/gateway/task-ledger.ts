@@ -41,6 +41,8 @@ export interface OpenTask {
   /** Connections of the sandbox the egress proxy refused while this task ran. */
   egressRefusals: number;
   closed: boolean;
+  /** An answer of the task streamed text already (first_text is timed from the first one: metrics/hot-path.ts). */
+  textSeen: boolean;
   /** Upstream slots: at most `concurrentCalls` of the task's calls at once. */
   slots: LimitFunction;
   calls: Set<Call>;
@@ -91,11 +93,37 @@ export class TaskLedger {
     this.lastTokenHash.delete(sessionKey);
   }
 
+  /**
+   * A token for an agent started before its session's first task (a ready
+   * session): it opens nothing now; the session's first task accepts it on its
+   * first call, as the next task accepts a live agent's last token.
+   */
+  async standby(sessionKey: string, socketDir: string): Promise<void> {
+    const token = await this.mint(sessionKey, socketDir);
+    this.lastTokenHash.set(sessionKey, hashToken(token));
+  }
+
   /** Mints the task's token and writes it to `socketDir/token`, where the sandbox's key helper reads it. */
   async open(grant: TaskGrant, socketDir: string): Promise<{ token: string }> {
-    const token = `crt_${randomBytes(24).toString('base64url')}`;
-    this.options.registerSecret(grant.sessionKey, token);
     // The file first, the grant after: a failed write must not leave a live token that no closeTask will revoke.
+    const token = await this.mint(grant.sessionKey, socketDir);
+    const tokenHash = hashToken(token);
+    const previous = this.lastTokenHash.get(grant.sessionKey);
+    const tokenHashes = previous ? [tokenHash, previous] : [tokenHash];
+    this.lastTokenHash.set(grant.sessionKey, tokenHash);
+    const task: OpenTask = {
+      grant, tokenHashes, usage: emptyUsage(), costUsd: 0, modelCalls: 0, countedCalls: 0, limitReported: false, egressRefusals: 0, closed: false, textSeen: false,
+      slots: pLimit(this.options.concurrentCalls), calls: new Set(),
+    };
+    this.tasks.set(grant.taskId, task);
+    for (const hash of tokenHashes) this.byToken.set(hash, task);
+    this.bySession.set(grant.sessionKey, task);
+    return { token };
+  }
+
+  private async mint(sessionKey: string, socketDir: string): Promise<string> {
+    const token = `crt_${randomBytes(24).toString('base64url')}`;
+    this.options.registerSecret(sessionKey, token);
     const file = join(socketDir, 'token');
     try {
       await writeFile(`${file}.next`, token, { mode: 0o644 });
@@ -104,18 +132,7 @@ export class TaskLedger {
       await rm(`${file}.next`, { force: true }).catch(() => undefined);
       throw error;
     }
-    const tokenHash = hashToken(token);
-    const previous = this.lastTokenHash.get(grant.sessionKey);
-    const tokenHashes = previous ? [tokenHash, previous] : [tokenHash];
-    this.lastTokenHash.set(grant.sessionKey, tokenHash);
-    const task: OpenTask = {
-      grant, tokenHashes, usage: emptyUsage(), costUsd: 0, modelCalls: 0, countedCalls: 0, limitReported: false, egressRefusals: 0, closed: false,
-      slots: pLimit(this.options.concurrentCalls), calls: new Set(),
-    };
-    this.tasks.set(grant.taskId, task);
-    for (const hash of tokenHashes) this.byToken.set(hash, task);
-    this.bySession.set(grant.sessionKey, task);
-    return { token };
+    return token;
   }
 
   /** Revokes the task's token, cuts its calls, and returns its spend once they have recorded theirs. */

@@ -125,7 +125,11 @@ export interface ForwardedCall {
   /** Called once with the usage read off the answer (metered routes only). */
   onMetered(meter: UsageMeter): void;
   onUnreachable(error: Error): void;
+  /** Called once if the answer streams text: with the performance.now() its first byte came at (first_text). */
+  onText?(firstByteAt: number): void;
 }
+
+const TEXT_DELTA = Buffer.from('"text_delta"');
 
 /**
  * Sends the call upstream and its answer to the agent; resolves with the
@@ -171,6 +175,8 @@ export function forwardCall(call: ForwardedCall): Promise<number> {
         delete responseHeaders['keep-alive'];
         delete responseHeaders['transfer-encoding'];
         let clientLeft = res.closed;
+        const firstByteAt = performance.now();
+        let watchText = call.onText;
         if (!clientLeft) res.writeHead(status, responseHeaders);
         res.once('close', () => {
           clientLeft = true;
@@ -178,6 +184,10 @@ export function forwardCall(call: ForwardedCall): Promise<number> {
         });
         upstreamRes.on('data', (chunk: Buffer) => {
           meter?.push(chunk);
+          if (watchText && chunk.includes(TEXT_DELTA)) {
+            watchText(firstByteAt);
+            watchText = undefined;
+          }
           if (clientLeft) return;
           // A slow reader slows the upstream instead of filling this process's memory.
           if (!res.write(chunk)) {

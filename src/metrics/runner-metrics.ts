@@ -19,6 +19,7 @@ import type { StoredEvent } from '../core/events.ts';
 import type { Task } from '../core/model.ts';
 import type { GatewayErrorKind, GatewayObserver, ModelCallOutcome } from '../core/ports/model-gateway.ts';
 import type { Store } from '../core/ports/store.ts';
+import { hotPath } from './hot-path.ts';
 
 /** What the gauges read at scrape time: each cheap (an indexed count, a size, one engine listing). */
 export interface MetricSources {
@@ -80,6 +81,8 @@ export class RunnerMetrics {
     const registers = [this.registry];
     // Node's own (process_*, nodejs_*): the usual names, which dashboards expect unprefixed.
     collectDefaultMetrics({ register: this.registry });
+    // The process's hot-path phases (src/metrics/hot-path.ts), shown by every runner's registry.
+    this.registry.registerMetric(hotPath.histogram);
     this.tasksEnded = new Counter({
       name: 'claude_runner_tasks_total', help: 'Tasks ended on this runner, by final status and agent (template).',
       labelNames: ['status', 'agent'], registers,

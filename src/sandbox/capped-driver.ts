@@ -22,6 +22,8 @@ export interface SandboxCapOptions {
   maxRunning: number;
   /** True while a task of the session runs: its sandbox is never stopped to make room. */
   isBusy(sessionKey: string): boolean;
+  /** True for a spare sandbox (a ready session nobody has claimed): the first stopped to make room. */
+  isSpare?(sessionKey: string): boolean;
   /** Runs before an idle sandbox is stopped to make room (e.g. ends its live agent). */
   beforeStop(sessionKey: string): Promise<void>;
   /**
@@ -74,6 +76,30 @@ export class CappedSandboxDriver implements SandboxDriver {
     return started;
   }
 
+  /**
+   * Starts a spare sandbox (a ready session's) only into a free slot: nothing
+   * is stopped for it and nothing waits. Undefined when the cap is reached.
+   */
+  async ensureSpare(spec: SandboxSpec): Promise<SandboxHandle | undefined> {
+    const key = spec.sessionKey;
+    if (this.options.maxRunning > 0) {
+      const free = await this.exclusive(async () => {
+        const running = new Set((await this.inner.list()).filter((s) => s.running).map((s) => s.sessionKey));
+        for (const starting of this.starting) running.add(starting);
+        if (running.size >= this.options.maxRunning) return false;
+        this.starting.add(key);
+        return true;
+      });
+      if (!free) return undefined;
+    }
+    this.lastUsed.set(key, Date.now());
+    try {
+      return await this.inner.ensure(spec);
+    } finally {
+      this.starting.delete(key);
+    }
+  }
+
   private busyError(): RunnerError {
     return new RunnerError(
       'SANDBOX_BUSY',
@@ -124,7 +150,7 @@ export class CappedSandboxDriver implements SandboxDriver {
     for (const key of this.starting) running.add(key);
     const idle = [...running]
       .filter((key) => !this.starting.has(key) && !this.options.isBusy(key))
-      .sort((a, b) => (this.lastUsed.get(a) ?? 0) - (this.lastUsed.get(b) ?? 0));
+      .sort((a, b) => Number(this.isSpare(b)) - Number(this.isSpare(a)) || (this.lastUsed.get(a) ?? 0) - (this.lastUsed.get(b) ?? 0));
     const excess = running.size - max + 1;
     if (excess > idle.length) return 'full';
     for (const victim of idle.slice(0, Math.max(0, excess))) {
@@ -135,6 +161,10 @@ export class CappedSandboxDriver implements SandboxDriver {
     }
     this.starting.add(sessionKey);
     return 'slot';
+  }
+
+  private isSpare(sessionKey: string): boolean {
+    return this.options.isSpare?.(sessionKey) ?? false;
   }
 
   /** Runs fn after every earlier slot decision: two starts never both see the last free slot. */

@@ -31,6 +31,12 @@ export interface SessionServiceDeps {
   quota: WorkspaceQuota;
   /** Ends the session's queued tasks and stops its running one (the task service's). */
   stopTasks(sessionKey: string): Promise<void>;
+  /** Ready sessions to claim (src/sessions/ready-pool.ts); without it every session starts from nothing. */
+  readySessions?: {
+    claim(template: string): string | undefined;
+    /** Ends a claim: the key is the stored session's, or (not stored) back to the pool as it was. */
+    settle(sessionKey: string, stored: boolean): Promise<void>;
+  };
   maxSessions: number;
   idleTimeoutMs: number;
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
@@ -78,21 +84,26 @@ export class SessionService {
     }
     const template = this.deps.templates.pick(agent);
     const now = Date.now();
+    // A ready session (sandbox up, agent waiting) when the pool has one; else a fresh copy of the template.
+    const readyKey = this.deps.readySessions?.claim(template.name);
     const candidate: Session = {
-      key: newId('s'), tenantId, id: sessionId, agent: template.name, agentSessionId: null, turns: 0, totalCostUsd: 0,
+      key: readyKey ?? newId('s'), tenantId, id: sessionId, agent: template.name, agentSessionId: null, turns: 0, totalCostUsd: 0,
       createdAt: now, lastActivityAt: now,
     };
-    await this.deps.dirs.create(candidate.key, template.dir);
+    if (!readyKey) await this.deps.dirs.create(candidate.key, template.dir);
+    // Not stored (a limit, or the same session made meanwhile by another request): nothing ran in it yet.
+    const unused = (): Promise<void> => (readyKey ? this.deps.readySessions!.settle(readyKey, false) : this.deps.dirs.remove(candidate.key));
     try {
       const { session, created } = await this.deps.store.createSession(candidate, { maxSessions: this.deps.maxSessions });
-      if (!created) await this.deps.dirs.remove(candidate.key);
+      if (!created) await unused();
       else {
-        this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId, agent: template.name }, 'session created');
+        if (readyKey) await this.deps.readySessions!.settle(readyKey, true);
+        this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId, agent: template.name, ready: Boolean(readyKey) }, 'session created');
         for (const listener of this.createdListeners) listener(session);
       }
       return session;
     } catch (error) {
-      await this.deps.dirs.remove(candidate.key);
+      await unused();
       throw error;
     }
   }

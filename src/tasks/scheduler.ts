@@ -13,6 +13,8 @@ export interface SchedulerOptions {
   runnerId: string;
   maxConcurrent: number;
   execution: { execute(task: Task): Promise<void>; runningCount(): number; settled(): Promise<void> };
+  /** Called once a task has ended and is no longer counted as running here. */
+  onTaskDone?(): void;
   logger: { error(obj: object, msg?: string): void };
 }
 
@@ -75,7 +77,10 @@ export class Scheduler {
     for (const task of claimed) {
       void execution.execute(task)
         .catch((error: unknown) => logger.error({ err: error, taskId: task.id }, 'task execution failed'))
-        .finally(() => this.poke());
+        .finally(() => {
+          this.poke();
+          this.options.onTaskDone?.();
+        });
     }
   }
 }

@@ -15,15 +15,16 @@
 import { RunnerError } from '../core/errors.ts';
 import { emptyUsage, type InputAnswer, type Session, type Task } from '../core/model.ts';
 import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
-import { SANDBOX_GATEWAY_URL, SANDBOX_KEY_HELPER, type ModelGateway, type TaskMeter } from '../core/ports/model-gateway.ts';
-import type { NetworkMode, SandboxDriver, SandboxHandle, SandboxSpec } from '../core/ports/sandbox.ts';
+import type { ModelGateway, TaskMeter } from '../core/ports/model-gateway.ts';
+import type { NetworkMode, SandboxDriver, SandboxHandle } from '../core/ports/sandbox.ts';
 import type { Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
+import { hotPath } from '../metrics/hot-path.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 import { AgentEventRedactor } from './agent-event-redactor.ts';
 import type { EnvSealer } from '../secrets/sealer.ts';
-import type { AgentTemplate, TemplateCatalog } from '../templates/catalog.ts';
-import { buildSystemPrompt, shapeOutput } from '../templates/output.ts';
+import type { TemplateCatalog } from '../templates/catalog.ts';
+import { shapeOutput } from '../templates/output.ts';
 import type { WorkspaceQuota } from '../workspace/quota.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
 import type { TaskCompletions } from './completions.ts';
@@ -34,6 +35,7 @@ import { TaskClock } from './task-clock.ts';
 import { RunningTasks } from './running-tasks.ts';
 import type { TaskEndings } from './task-endings.ts';
 import { finishTask, type Outcome } from './task-finish.ts';
+import { agentSetupFor, networkOf, sandboxSpecFor } from './session-setup.ts';
 
 export interface TaskExecutionDeps {
   store: Store;
@@ -73,13 +75,6 @@ export function composePrompt(message: string, context: string | null): string {
 }
 
 /** A caller's value may lower the operator's limit, never raise it. */
-/** The template's own sandbox limits, when it sets any (the spec's hash makes a change recreate the container). */
-function sandboxLimits(template: AgentTemplate): Pick<SandboxSpec, 'limits'> {
-  const { memoryBytes, cpus, pidsLimit } = template.limits;
-  if (memoryBytes === undefined && cpus === undefined && pidsLimit === undefined) return {};
-  return { limits: { ...(memoryBytes !== undefined && { memoryBytes }), ...(cpus !== undefined && { nanoCpus: Math.round(cpus * 1e9) }), ...(pidsLimit !== undefined && { pidsLimit }) } };
-}
-
 function lowered(requested: number | undefined, limit: number | undefined): number | undefined {
   if (requested === undefined) return limit;
   return limit === undefined ? requested : Math.min(requested, limit);
@@ -128,6 +123,8 @@ export class TaskExecution {
   /** Whatever happens, the task ends in the store (or, if the store fails, for its waiters) and is told. */
   private async run(task: Task, controller: AbortController): Promise<void> {
     const { deps } = this;
+    hotPath.end('queue', `${task.id}:queued`);
+    hotPath.mark(`${task.id}:start`);
     const startedAt = task.startedAt ?? Date.now();
     const timeoutMs = lowered(task.options.timeoutMs, deps.defaults.timeoutMs)!;
     // From the start: a hung sandbox or gateway call is bounded too.
@@ -142,7 +139,9 @@ export class TaskExecution {
     }
     try {
       await finishTask(deps, task, startedAt, outcome);
+      hotPath.end('finish', `${task.id}:finish`);
     } finally {
+      hotPath.drop(`${task.id}:start`);
       outcome.releaseSecrets?.();
     }
   }
@@ -164,7 +163,9 @@ export class TaskExecution {
       const session = await deps.store.getSessionByKey(task.sessionKey);
       outcome.resumed = (session?.turns ?? 0) > 0;
       await deps.announcements.settled(task.id);
-      await deps.events.append(task.sessionKey, task.id, 'task_start', { taskId: task.id, sessionId: task.sessionId, resumed: outcome.resumed });
+      // Stored while the sandbox and the gateway get ready (events keep their order); awaited before the agent starts.
+      const started = deps.events.append(task.sessionKey, task.id, 'task_start', { taskId: task.id, sessionId: task.sessionId, resumed: outcome.resumed });
+      started.catch(() => undefined);
       if (!session) throw new RunnerError('INTERNAL', 'The task has no session.');
       checkAborted();
       const template = deps.templates.get(session.agent);
@@ -172,20 +173,18 @@ export class TaskExecution {
       const budgetUsd = this.budgetFor(task, session, template.budgetUsd);
       if (budgetUsd !== undefined && budgetUsd <= 0) throw new RunnerError('BUDGET_EXCEEDED', 'The session has spent its budget.');
       // A workspace past its quota takes no more writes: no task runs in it until files are deleted.
-      const overQuota = await deps.quota.overLimit(sessionDirs);
-      if (overQuota) throw overQuota;
-      const network = { mode: template.network.mode ?? deps.defaults.network, allow: template.network.allow };
-      handle = await deps.sandbox.ensure({
-        sessionKey: session.key, tenantId: session.tenantId, sessionId: session.id,
-        workspaceDir: sessionDirs.workspace, homeDir: sessionDirs.home, gatewaySocketDir: sessionDirs.socketDir, network: network.mode,
-        ...sandboxLimits(template),
-      }, signal);
+      // Measured while the sandbox gets ready (checked before the agent is given anything).
+      const overQuota = deps.quota.overLimit(sessionDirs);
+      overQuota.catch(() => undefined);
+      const network = networkOf(template, deps.defaults.network);
+      handle = await deps.sandbox.ensure(sandboxSpecFor(session, template, sessionDirs, deps.defaults.network), signal);
       // After the sandbox runs: a stop of it that was under way (the cap making room) has closed the old
       // socket by then, and this one lives until the sandbox stops again. The relay connects on demand.
       await deps.gateway.attachSession(session.key, sessionDirs.socketDir);
+      const overLimit = await overQuota;
+      if (overLimit) throw overLimit;
       checkAborted();
-      await limits.start(handle, sessionDirs, (failure) => controller.abort(failure));
-      const access = await deps.gateway.openTask({
+      const [, access] = await bothSettled(limits.start(handle, sessionDirs, (failure) => controller.abort(failure)), deps.gateway.openTask({
         taskId: task.id, sessionKey: session.key, network, budgetUsd,
         // The hard cap behind maxTurns: every model call with the task's token counts (sub-agents' too).
         maxModelCalls: lowered(task.options.maxTurns, template.maxTurns ?? deps.defaults.maxTurns)!,
@@ -198,30 +197,24 @@ export class TaskExecution {
           }));
         },
         onLimitReached: (error) => controller.abort(error),
-      });
+      }));
+      await started;
       checkAborted();
       const env = deps.sealer.unseal(task.sealedEnv, task.id);
       outcome.releaseSecrets = deps.redactor.hold(task.sessionKey, ...Object.values(env), access.token);
       streamed = new AgentEventRedactor(deps.redactor, [...Object.values(env), access.token], task.sessionKey);
       const schema = task.options.outputSchema ?? template.outputSchema;
       const model = task.options.model ?? template.model ?? deps.defaults.model;
+      hotPath.end('start', `${task.id}:start`);
+      const agentStartedAt = performance.now();
       const result = await deps.runtime.run({
+        ...agentSetupFor(template, { sessionKey: session.key, sandbox: handle }, {
+          model, outputSchema: schema, network: network.mode, env, processEnv: access.sandboxEnv,
+        }),
         taskId: task.id,
-        sessionKey: session.key,
         sessionId: session.id,
-        sandbox: handle,
         prompt: composePrompt(task.message, task.context),
-        systemPrompt: { mode: template.systemPromptMode, text: buildSystemPrompt(template.agentsMd, schema ? null : template.outputMd) },
-        ...(schema ? { outputSchema: schema } : {}),
-        ...(model ? { model } : {}),
-        network: network.mode,
-        toolRules: template.toolRules,
-        permissions: template.permissions,
         askHuman: this.inputs.askerFor(task, controller, clock),
-        mcpServers: template.mcpServers,
-        env,
-        modelEndpoint: { baseUrl: SANDBOX_GATEWAY_URL, keyHelper: SANDBOX_KEY_HELPER },
-        processEnv: access.sandboxEnv,
         resumeId: session.agentSessionId,
         signal,
         onEvent: (event) => {
@@ -233,6 +226,8 @@ export class TaskExecution {
           for (const safe of streamed!.events(event)) this.remember(task, deps.events.append(task.sessionKey, task.id, safe.type, safe.data));
         },
       });
+      hotPath.since('agent', agentStartedAt);
+      hotPath.mark(`${task.id}:finish`);
       outcome.agentSessionId = result.agentSessionId;
       outcome.resumed = result.resumed && !result.resumeLost;
       checkAborted();
@@ -285,6 +280,14 @@ export class TaskExecution {
       deps.logger.warn({ err: error, taskId: task.id }, 'cleaning up after a failed task went wrong');
     }
   }
+}
+
+/** Both, each settled before a failure is thrown: nothing is left under way behind it (a grant closeTask would miss). */
+async function bothSettled<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [first, second] = await Promise.allSettled([a, b]);
+  if (first.status === 'rejected') throw first.reason;
+  if (second.status === 'rejected') throw second.reason;
+  return [first.value, second.value];
 }
 
 function emptyMeter(): TaskMeter {

@@ -14,6 +14,7 @@ import { isActive } from '../core/task-status.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
 import { validateTaskEnv } from '../core/task-env.ts';
 import type { EventLog } from '../events/event-log.ts';
+import { hotPath } from '../metrics/hot-path.ts';
 import type { EnvSealer } from '../secrets/sealer.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 import type { SessionService } from '../sessions/session-service.ts';
@@ -111,9 +112,12 @@ export class TaskService {
     try {
       const result = await this.enqueueOrReplay(task, input, env);
       if (result.created) {
+        hotPath.mark(`${task.id}:queued`);
+        // At once: the claim need not wait for task_queued (the execution does: QueueAnnouncements),
+        // and its commit shares an fsync with the append's.
+        deps.scheduler.poke();
         const position = await deps.store.queuePosition(result.task);
         await deps.events.append(session.key, task.id, 'task_queued', { taskId: task.id, sessionId: session.id, position });
-        deps.scheduler.poke();
       }
       return result;
     } finally {

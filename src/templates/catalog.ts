@@ -39,6 +39,8 @@ export interface AgentTemplate {
   limits: { memoryBytes?: number; cpus?: number; pidsLimit?: number };
   webhook: string | undefined;
   permissions: { ask: string[]; deny: string[] };
+  /** runner.json's readyPool: how many ready sessions to keep (undefined: the operator's READY_POOL_SIZE). */
+  readyPool: number | undefined;
 }
 
 function readOptional(path: string): string | null {
@@ -86,6 +88,7 @@ export function loadTemplate(name: string, dir: string, caps?: OperatorCaps): Ag
     },
     webhook: config.webhook,
     permissions: config.permissions,
+    readyPool: config.readyPool,
   };
 }
 
@@ -127,6 +130,12 @@ export class TemplateCatalog {
   /** The operator's templates, then the built-ins they did not override. */
   names(): string[] {
     return [...this.templates.keys(), ...this.builtins.keys()];
+  }
+
+  /** How many ready sessions a template keeps: its runner.json's readyPool, else `operatorSize` (built-ins: none unless they ask). */
+  readyPoolSize(name: string, operatorSize: number): number {
+    const template = this.get(name);
+    return template.readyPool ?? (this.templates.has(name) ? operatorSize : 0);
   }
 
   get(name: string): AgentTemplate {

@@ -82,6 +82,8 @@ export const runnerJsonSchema = z.object({
     pids: positiveInt.optional(),
   }).strict().default({}),
   webhook: httpUrl.optional(),
+  /** Ready sessions kept for this template (READY_POOL_SIZE by default; 0: none). */
+  readyPool: z.number().int().min(0).max(16).optional(),
   permissions: z.object({
     ask: z.array(permissionRule).default([]),
     deny: z.array(permissionRule).default([]),

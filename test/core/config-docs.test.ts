@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { configVariables, loadConfig } from '../../src/config.ts';
+import { configVariables, loadConfig, readyPoolDefault } from '../../src/config.ts';
 import { ROOT } from '../support/harness.ts';
 
 test('every configuration variable is in the README table, and the table names no other', () => {
@@ -30,4 +30,15 @@ test('without API keys a remote HOST is refused and said so; bad values are a cl
   assert.equal(loadConfig({ HOST: '0.0.0.0', API_KEYS: 'k-123456789' }).host, '0.0.0.0');
   assert.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/);
   assert.throws(() => loadConfig({ SANDBOX_MEMORY: 'lots' }), /SANDBOX_MEMORY/);
+});
+
+test('READY_POOL_SIZE: sized to the machine unless set; bounded by live agents and memory', () => {
+  const GiB = 1024 ** 3;
+  assert.equal(readyPoolDefault(8, 2, 24 * GiB), 1);
+  assert.equal(readyPoolDefault(8, 8, 24 * GiB), 2);
+  assert.equal(readyPoolDefault(3, 8, 24 * GiB), 0, 'fewer than 4 live agents: none');
+  assert.equal(readyPoolDefault(8, 8, 1.5 * GiB), 0, 'under 2 GB of memory: none');
+  assert.equal(loadConfig({ READY_POOL_SIZE: '3' }).limits.readyPoolSize, 3);
+  assert.equal(loadConfig({ READY_POOL_SIZE: '0' }).limits.readyPoolSize, 0);
+  assert.throws(() => loadConfig({ READY_POOL_SIZE: '99' }), /READY_POOL_SIZE/);
 });

@@ -96,8 +96,10 @@ describe('EventLog', () => {
   test('a failed append of one session does not lose the events of another in the same batch', async () => {
     const a = append('key-a', 'doomed');
     const b = append('key-b', 'must survive');
-    await store.deleteSession('key-a'); // before the batch is written (it waits for setImmediate)
+    // Deleted before the batch is written (it waits for setImmediate); the delete's own answer waits for its fsync.
+    const deleted = store.deleteSession('key-a');
     await assert.rejects(a, /No session/);
+    await deleted;
     const stored = await b;
     assert.equal(stored.seq, 1);
     assert.deepEqual((await store.readEvents('key-b', 0, 10)).map((e) => e.data), [{ text: 'must survive' }]);

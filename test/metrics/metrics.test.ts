@@ -177,6 +177,19 @@ describe('GET /metrics', () => {
     assert.equal(valueOf(samples, 'claude_runner_model_calls_total', { outcome: 'ok' }), received.length - failures - 1);
     assert.equal(valueOf(samples, 'claude_runner_gateway_errors_total', { kind: 'upstream_error' }), failures);
     assert.equal(valueOf(samples, 'claude_runner_egress_refused_total'), 0);
+    // The hot path (src/metrics/hot-path.ts): each phase fed by its layer, once per occurrence.
+    const phase = (name: string) => valueOf(samples, 'claude_runner_hot_path_seconds_count', { phase: name });
+    assert.equal(phase('http_in'), tasks.length, 'every POST /task');
+    assert.equal(phase('queue'), tasks.length - 1, 'every task that started (not the one aborted in the queue)');
+    assert.equal(phase('start'), tasks.length - 1);
+    assert.equal(phase('agent'), 2, 'the agent answered the two tasks that succeeded');
+    assert.equal(phase('finish'), 2);
+    assert.equal(phase('http_out'), 3, 'the three blocking POST /task answered');
+    assert.equal(phase('gateway'), received.length, 'every model call');
+    assert.equal(phase('upstream'), received.length);
+    assert.equal(phase('first_text'), 2, 'the first text of each task that had one');
+    assert.ok(phase('store_write') > 0 && phase('store_read') > 0 && phase('event_append') > 0 && phase('event_fanout') > 0);
+    assert.equal(phase('event_append'), phase('event_fanout'));
     console.log(`# metrics: ${tasks.length} tasks, ${received.length} model calls (${failures} failed, 1 cut), cost ${valueOf(samples, 'claude_runner_cost_usd_total').toFixed(6)} USD`);
 
     // Idle again: nothing queued, running or streamed (the sandboxes stay until their idle timeout).

@@ -36,10 +36,10 @@ describe('SQLite store', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  test('opens with WAL, synchronous=FULL, foreign keys on and a busy timeout', async () => {
+  test('opens with WAL, synchronous=NORMAL (the store fsyncs the WAL itself), foreign keys on and a busy timeout', async () => {
     const store = await openSqliteStore({ file, busyTimeoutMs: 1234 });
     try {
-      assert.deepEqual(await store.pragmas(), { journalMode: 'wal', synchronous: 2, foreignKeys: 1, busyTimeout: 1234 });
+      assert.deepEqual(await store.pragmas(), { journalMode: 'wal', synchronous: 1, foreignKeys: 1, busyTimeout: 1234 });
     } finally {
       await store.close();
     }
@@ -48,6 +48,50 @@ describe('SQLite store', () => {
       assert.ok((await defaults.pragmas()).busyTimeout > 0);
     } finally {
       await defaults.close();
+    }
+  });
+
+  test('a write resolves only once the WAL is fsynced; concurrent writes share an fsync; a failed fsync fails the write', async () => {
+    const synced: string[] = [];
+    let hold: Promise<void> | undefined;
+    let failNext = false;
+    const store = await openSqliteStore({
+      file,
+      syncFile: async (path) => {
+        await hold;
+        if (failNext) {
+          failNext = false;
+          throw new Error('EIO: fsync failed');
+        }
+        synced.push(path);
+      },
+    });
+    try {
+      assert.deepEqual(synced, [`${file}-wal`], 'the migrations were fsynced before the store opened');
+      let release!: () => void;
+      hold = new Promise<void>((resolve) => { release = resolve; });
+      let acknowledged = 0;
+      const ack = <T>(write: Promise<T>): Promise<T> => write.then((value) => { acknowledged += 1; return value; });
+      const key = makeSession(1).key;
+      const event = (text: string) => ({ sessionKey: key, taskId: null, type: 'text' as const, data: { text } });
+      const first = ack(store.createSession(makeSession(1), { maxSessions: 10 }));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      // Committed (the appends find the session) while its fsync is held: the appends queue behind it.
+      const appends = [1, 2, 3].map((n) => ack(store.appendEvents([event(`e${n}`)], 1_000)));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(acknowledged, 0, 'no write is acknowledged before the fsync that covers it');
+      hold = undefined;
+      release();
+      await first;
+      const stored = await Promise.all(appends);
+      assert.deepEqual(stored.map((events) => events[0]!.seq), [1, 2, 3]);
+      // The held fsync (the session), then one for the three appends together.
+      assert.equal(synced.length, 3, `fsyncs: ${synced.length}`);
+      failNext = true;
+      await assert.rejects(store.appendEvents([event('unacknowledged')], 2_000), /EIO/);
+      assert.deepEqual((await store.readEvents(key, 0, 10)).map((e) => e.seq), [1, 2, 3, 4], 'committed; only its acknowledgement failed');
+    } finally {
+      await store.close();
     }
   });
 

@@ -84,6 +84,8 @@ export function testEnv(overrides: Record<string, string>): Record<string, strin
     SANDBOX_MEMORY: '1g',
     SANDBOX_PIDS: '256',
     MAX_CONCURRENT_TASKS: '4',
+    // No ready sessions unless a test asks: most tests count containers and live agents.
+    READY_POOL_SIZE: '0',
     RATE_LIMIT_PER_MINUTE: '0',
     SHUTDOWN_GRACE_MS: '5000',
     ...overrides,

@@ -66,6 +66,8 @@ test('defaults: no runner.json fields gives empty tools, servers, limits and per
 test('bad fields are refused naming the field and the reason', () => {
   refused('{ "maxTurns": ', 'invalid JSON: ' + (() => { try { JSON.parse('{ "maxTurns": '); } catch (e) { return (e as Error).message; } })());
   refused({ maxTurns: 0 }, 'maxTurns: expected a positive integer');
+  refused({ readyPool: 17 }, 'readyPool: Too big: expected number to be <=16');
+  refused({ readyPool: -1 }, 'readyPool: Too small: expected number to be >=0');
   refused({ maxTurns: 2.5 }, 'maxTurns: expected a positive integer');
   refused({ maxTurns: 'ten' }, 'maxTurns: expected a positive integer');
   refused({ timeoutMs: 1_000_000 }, "timeoutMs: 1000000 is above the operator's TASK_TIMEOUT_MS (900000)");

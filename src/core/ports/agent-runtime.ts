@@ -20,13 +20,14 @@ export type AgentMcpServer =
   | { type?: 'stdio'; command: string; args?: string[]; env?: Record<string, string> }
   | { type: 'http' | 'sse'; url: string; headers?: Record<string, string> };
 
-export interface AgentRunRequest {
-  taskId: string;
+/**
+ * What an agent process is started with and keeps for its life: a task whose
+ * set-up differs gets a new process. A ready session's agent is started with
+ * its template's set-up before any task (AgentRuntime.prestart).
+ */
+export interface AgentSetup {
   sessionKey: string;
-  sessionId: string;
   sandbox: SandboxHandle;
-  /** The user message, with the task's context already prepended. */
-  prompt: string;
   /** The template's prompt, added to Claude Code's own ("append") or used alone ("replace"). */
   systemPrompt: { mode: 'append' | 'replace'; text: string };
   /** JSON Schema for structured output (the SDK's outputFormat), when the template has one. */
@@ -45,7 +46,7 @@ export interface AgentRunRequest {
   toolRules?: { offered: string[]; denied: string[] };
   /** The template's MCP servers, in Claude Code's format; stdio ones run inside the sandbox as the agent user. */
   mcpServers?: Record<string, AgentMcpServer>;
-  /** The task's env, for the agent's tools. */
+  /** The task's env, for the agent's tools (none for a ready session's agent). */
   env: Record<string, string>;
   /**
    * Where the agent reaches the model, and a command that prints the current
@@ -60,6 +61,13 @@ export interface AgentRunRequest {
    * decision (through askHuman), calls matching `deny` are refused.
    */
   permissions?: { ask: string[]; deny: string[] };
+}
+
+export interface AgentRunRequest extends AgentSetup {
+  taskId: string;
+  sessionId: string;
+  /** The user message, with the task's context already prepended. */
+  prompt: string;
   /**
    * Asks a person and resolves with the answer (a question of the agent, or a
    * tool call to approve). Rejects when the task ends first (abort, timeout).
@@ -96,6 +104,12 @@ export interface AgentRunResult {
 export interface AgentRuntime {
   /** Throws RunnerError (MODEL_ERROR, MAX_TURNS_REACHED, AGENT_CRASHED, TASK_ABORTED, ...). */
   run(request: AgentRunRequest): Promise<AgentRunResult>;
+  /**
+   * Starts the session's agent process before its first task (a ready
+   * session) and resolves once it is up and waiting. Until a task reaches it,
+   * it is a spare: never closed for being idle, the first closed for room.
+   */
+  prestart(setup: AgentSetup): Promise<void>;
   /** Ends the session's live agent process, if any (idle, reset, delete, abort). */
   release(sessionKey: string): Promise<void>;
   /** Sessions with a live agent process. */

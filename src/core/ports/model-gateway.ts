@@ -103,6 +103,14 @@ export interface ModelGateway {
    */
   openTask(grant: TaskGrant): Promise<{ token: string; sandboxEnv: Record<string, string> }>;
   /**
+   * Writes a token for an agent started before its session has a task (a
+   * ready session): it grants nothing until the session's first task opens,
+   * whose first call may present it (Claude Code reads its key once at start).
+   */
+  standbyToken(sessionKey: string): Promise<void>;
+  /** The `sandboxEnv` openTask gives under this network policy (the same for every task: a live agent keeps it). */
+  sandboxEnv(mode: NetworkMode): Record<string, string>;
+  /**
    * Revokes the task's token, cuts its calls still under way, and returns what
    * it spent once each of them has recorded what it was billed.
    */

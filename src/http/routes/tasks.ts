@@ -6,6 +6,7 @@ import type { FastifyReply } from 'fastify';
 import { SessionAbortSchema, SubmitTaskBody, SubmitTaskHeaders, TaskAcceptedSchema, TaskPageSchema, TaskResultSchema, TaskViewSchema, TasksPageQuery } from '../../api/index.ts';
 import { RunnerError, type ErrorCode } from '../../core/errors.ts';
 import type { Task } from '../../core/model.ts';
+import { hotPath } from '../../metrics/hot-path.ts';
 import { sendError } from '../errors.ts';
 import { errorResponses, json, noBodyAsEmptyObject, SessionParams, TaskParams, type ZodApp } from '../openapi.ts';
 import { acceptedView, storedError, taskResultView, taskView } from '../views.ts';
@@ -73,6 +74,8 @@ export function taskRoutes(app: ZodApp, deps: HttpDeps): void {
         ...(body.webhookUrl !== undefined ? { webhookUrl: body.webhookUrl } : {}),
       },
     });
+    // http_in: the request received (fastify's onRequest) → the task stored and queued.
+    hotPath.observe('http_in', reply.elapsedTime);
     if (!created) reply.header('idempotent-replay', 'true');
     if (!body.wait) return reply.code(202).send(acceptedView(task));
     // A caller already gone has nothing left to be answered ('close' fired already: do not wait for it).
@@ -93,6 +96,8 @@ export function taskRoutes(app: ZodApp, deps: HttpDeps): void {
       const current = await deps.tasks.get(request.caller.tenantId, task.id).catch(() => task);
       return sendError(reply, error, { taskId: task.id, sessionId: task.sessionId, status: current.status });
     }
+    const endedAt = performance.now();
+    reply.raw.once('finish', () => hotPath.since('http_out', endedAt));
     return sendTaskResult(reply, final);
   });
 

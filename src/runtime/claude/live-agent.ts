@@ -73,6 +73,8 @@ export class LiveAgent {
   agentSessionId: string | null;
   /** Tasks this process has answered; a later one continues the same conversation. */
   completedTurns = 0;
+  /** Started ahead of any task (a ready session's), until the first task reaches it. */
+  spare = false;
   private readonly options: LiveAgentOptions;
   private readonly input = new MessageQueue<SDKUserMessage>();
   private readonly query: Query;
@@ -131,12 +133,29 @@ export class LiveAgent {
     return this.turn !== null;
   }
 
+  /** Resolves once the process has started and answered the SDK's initialize request. */
+  async ready(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RunnerError('AGENT_CRASHED', `The agent process was not up within ${timeoutMs} ms.`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.query.initializationResult(), timeout]);
+    } catch (error) {
+      throw error instanceof RunnerError ? error : new RunnerError('AGENT_CRASHED', `The agent process did not start: ${(error as Error).message} ${this.stderrTail.trim()}`.trim());
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.ended) throw new RunnerError('AGENT_CRASHED', 'The agent process ended as it started.');
+  }
+
   /** Sends one task to the agent and waits for its answer. One at a time. */
   send(request: AgentRunRequest): Promise<AgentRunResult> {
     if (this.ended) return Promise.reject(new RunnerError('AGENT_CRASHED', 'The agent process has ended.'));
     if (this.turn) return Promise.reject(new Error('LiveAgent.send while a task is running'));
     if (request.signal.aborted) return Promise.reject(request.signal.reason);
     this.lastUsedAt = Date.now();
+    this.spare = false;
     return new Promise<AgentRunResult>((resolve, reject) => {
       const onAbort = (): void => {
         turn.settle({ error: request.signal.reason instanceof Error ? request.signal.reason : new RunnerError('TASK_ABORTED') });

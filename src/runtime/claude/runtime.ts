@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { RunnerError } from '../../core/errors.ts';
-import type { AgentRunRequest, AgentRunResult, AgentRuntime } from '../../core/ports/agent-runtime.ts';
+import type { AgentRunRequest, AgentRunResult, AgentRuntime, AgentSetup } from '../../core/ports/agent-runtime.ts';
 import { AGENT_USER, SANDBOX_HOME, type SandboxDriver } from '../../core/ports/sandbox.ts';
 import { LiveAgent, ResumeLostError, type LiveAgentOptions } from './live-agent.ts';
 
@@ -22,19 +22,21 @@ export interface ClaudeRuntimeOptions {
   maxLiveAgents: number;
   /** A live agent with no task for this long is closed. */
   idleMs: number;
+  /** How long a prestarted agent may take to be up (default 60 s). */
+  startTimeoutMs?: number;
   /** How often Claude Code retries a failed model call (its CLAUDE_CODE_MAX_RETRIES). */
   modelMaxRetries: number;
   logger: LiveAgentOptions['logger'] & { info(obj: object, msg?: string): void };
 }
 
 /** WebSearch runs on Anthropic's side, beyond the sandbox's network policy: only for `open` agents. */
-export function disallowedTools(request: AgentRunRequest): string[] {
+export function disallowedTools(request: AgentSetup): string[] {
   const own = request.toolRules?.denied ?? [];
   return request.network === 'open' || own.includes('WebSearch') ? own : ['WebSearch', ...own];
 }
 
 /** The environment every agent process gets; nothing comes from the server's own environment. */
-export function agentProcessEnv(request: AgentRunRequest, modelMaxRetries: number): Record<string, string> {
+export function agentProcessEnv(request: AgentSetup, modelMaxRetries: number): Record<string, string> {
   return {
     ...request.env,
     HOME: SANDBOX_HOME,
@@ -86,6 +88,20 @@ export class ClaudeAgentRuntime implements AgentRuntime {
     }
   }
 
+  async prestart(setup: AgentSetup): Promise<void> {
+    if (this.agents.has(setup.sessionKey)) throw new Error(`The session ${setup.sessionKey} has an agent process already.`);
+    // A spare never makes room for itself: it takes a free place or none.
+    if (this.agents.size >= this.options.maxLiveAgents) throw new RunnerError('SANDBOX_BUSY', 'No room for another live agent (MAX_LIVE_AGENTS).');
+    const agent = this.start(setup, this.fingerprint(setup), null);
+    agent.spare = true;
+    try {
+      await agent.ready(this.options.startTimeoutMs ?? 60_000);
+    } catch (error) {
+      if (this.agents.get(setup.sessionKey) === agent) await this.release(setup.sessionKey);
+      throw error;
+    }
+  }
+
   async release(sessionKey: string): Promise<void> {
     const agent = this.agents.get(sessionKey);
     if (!agent) return;
@@ -115,7 +131,7 @@ export class ClaudeAgentRuntime implements AgentRuntime {
     }
   }
 
-  private start(request: AgentRunRequest, fingerprint: string, resumeId: string | null): LiveAgent {
+  private start(request: AgentSetup, fingerprint: string, resumeId: string | null): LiveAgent {
     this.evictForRoom();
     const agent = new LiveAgent({
       sessionKey: request.sessionKey,
@@ -140,7 +156,7 @@ export class ClaudeAgentRuntime implements AgentRuntime {
   }
 
   /** Everything that is fixed for the life of a process: a change means a new process. */
-  private fingerprint(request: AgentRunRequest): string {
+  private fingerprint(request: AgentSetup): string {
     return createHash('sha256').update(JSON.stringify([
       request.sandbox.id, request.systemPrompt, request.outputSchema ?? null, request.model ?? null, disallowedTools(request),
       request.toolRules?.offered ?? [], request.mcpServers ?? {}, request.permissions ?? null,
@@ -151,7 +167,7 @@ export class ClaudeAgentRuntime implements AgentRuntime {
   private closeIdle(): void {
     const cutoff = Date.now() - this.options.idleMs;
     for (const [key, agent] of this.agents) {
-      if (!agent.busy && agent.lastUsedAt < cutoff) {
+      if (!agent.busy && !agent.spare && agent.lastUsedAt < cutoff) {
         this.options.logger.info({ sessionKey: key }, 'closing idle agent process');
         void this.release(key);
       }
@@ -160,7 +176,9 @@ export class ClaudeAgentRuntime implements AgentRuntime {
 
   private evictForRoom(): void {
     if (this.agents.size < this.options.maxLiveAgents) return;
-    const idle = [...this.agents.values()].filter((a) => !a.busy).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    // Spares (ready sessions nobody has claimed) go first: a real session's agent is worth more.
+    const idle = [...this.agents.values()].filter((a) => !a.busy)
+      .sort((a, b) => Number(b.spare) - Number(a.spare) || a.lastUsedAt - b.lastUsedAt);
     for (const agent of idle) {
       if (this.agents.size < this.options.maxLiveAgents) break;
       void this.release(agent.sessionKey);

@@ -148,8 +148,9 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
     Labels: {
       [LABELS.instance]: config.runnerId,
       [LABELS.sessionKey]: spec.sessionKey,
-      [LABELS.sessionId]: spec.sessionId,
-      [LABELS.tenant]: spec.tenantId,
+      // Who the session belongs to, when known: a ready session's sandbox is made before anyone claims it.
+      ...(spec.sessionId ? { [LABELS.sessionId]: spec.sessionId } : {}),
+      ...(spec.tenantId ? { [LABELS.tenant]: spec.tenantId } : {}),
     },
     HostConfig: hostConfig,
   };
@@ -171,10 +172,14 @@ export function openNetworkCreateOptions(name: string, runnerId: string): Docker
   };
 }
 
-/** A short hash of the create options (without the hash label itself). */
+/**
+ * A short hash of the create options, without the hash label itself and the
+ * owner's labels (a ready session's sandbox, made before it had an owner, is
+ * the one its owner's first task would have made: it is not recreated).
+ */
 export function specHash(options: Docker.ContainerCreateOptions): string {
   const labels = { ...options.Labels };
-  delete labels[LABELS.specHash];
+  for (const label of [LABELS.specHash, LABELS.sessionId, LABELS.tenant]) delete labels[label];
   return createHash('sha256')
     .update(JSON.stringify({ ...options, Labels: labels }))
     .digest('hex')

@@ -22,25 +22,40 @@ type SqlValue = null | number | bigint | string | NodeJS.ArrayBufferView;
 /** Statements are prepared once per SQL text; kysely emits the same text for the same query shape. */
 const STATEMENT_CACHE_SIZE = 256;
 
+/** Statements that only read; anything else (insert, update, delete, commit, DDL, pragmas) may write. */
+const READ_ONLY = /^\s*select\b/i;
+
 class NodeSqliteStatement implements SqliteStatement {
   readonly reader: boolean;
   readonly #stmt: StatementSync;
+  /** Told when a statement that may write runs (wal-sync.ts: what the next fsync must cover). */
+  readonly #wrote: (() => void) | undefined;
 
-  constructor(stmt: StatementSync) {
+  constructor(stmt: StatementSync, sql: string, onWrite: (() => void) | undefined) {
     this.#stmt = stmt;
     // A statement that yields columns (SELECT, PRAGMA, ... RETURNING) must be read with all().
     this.reader = stmt.columns().length > 0;
+    this.#wrote = onWrite && !READ_ONLY.test(sql) ? onWrite : undefined;
   }
 
   all(parameters: ReadonlyArray<unknown>): unknown[] {
-    return this.#stmt.all(...(parameters as SqlValue[]));
+    try {
+      return this.#stmt.all(...(parameters as SqlValue[]));
+    } finally {
+      this.#wrote?.();
+    }
   }
 
   run(parameters: ReadonlyArray<unknown>): { changes: number | bigint; lastInsertRowid: number | bigint } {
-    return this.#stmt.run(...(parameters as SqlValue[]));
+    try {
+      return this.#stmt.run(...(parameters as SqlValue[]));
+    } finally {
+      this.#wrote?.();
+    }
   }
 
   iterate(parameters: ReadonlyArray<unknown>): IterableIterator<unknown> {
+    this.#wrote?.();
     return this.#stmt.iterate(...(parameters as SqlValue[])) as IterableIterator<unknown>;
   }
 }
@@ -49,9 +64,12 @@ class NodeSqliteStatement implements SqliteStatement {
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly raw: DatabaseSync;
   readonly #cache = new Map<string, NodeSqliteStatement>();
+  readonly #onWrite: (() => void) | undefined;
 
-  constructor(raw: DatabaseSync) {
+  /** `onWrite` is called each time a statement that may write has run. */
+  constructor(raw: DatabaseSync, onWrite?: () => void) {
     this.raw = raw;
+    this.#onWrite = onWrite;
   }
 
   prepare(sql: string): SqliteStatement {
@@ -60,7 +78,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       // Re-insert to mark as most recently used.
       this.#cache.delete(sql);
     } else {
-      stmt = new NodeSqliteStatement(this.raw.prepare(sql));
+      stmt = new NodeSqliteStatement(this.raw.prepare(sql), sql, this.#onWrite);
       if (this.#cache.size >= STATEMENT_CACHE_SIZE) {
         const oldest = this.#cache.keys().next().value;
         if (oldest !== undefined) this.#cache.delete(oldest);

@@ -21,6 +21,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { Kysely, Migrator, sql } from 'kysely';
 import type { Store } from '../../core/ports/store.ts';
 import type { WebhookOutbox } from '../../core/ports/webhook-outbox.ts';
+import { hotPath, type HotPhase } from '../../metrics/hot-path.ts';
 import { NodeSqliteDatabase, NodeSqliteDialect } from './dialect.ts';
 import { appendEvents, eventBounds, readEvents, taskFirstEventSeq, trimEvents } from './events.ts';
 import { abortQueuedTasks, claimTasks, finishTask, interruptRunningTasks, recordTaskSpend, recordTaskTool, setPendingInput } from './lifecycle.ts';
@@ -32,6 +33,7 @@ import {
 } from './sessions.ts';
 import { sqliteWebhookOutbox } from './webhooks.ts';
 import { countQueuedTasks, countRunningTasks, enqueueTask, getTask, listTasks, oldestUnfinishedTask, queuePosition } from './tasks.ts';
+import { fileSyncer, WalSync, type FileSyncer } from './wal-sync.ts';
 
 export interface SqliteStoreOptions {
   /** Path of the database file, or ':memory:'. */
@@ -42,6 +44,8 @@ export interface SqliteStoreOptions {
    * file per process.
    */
   busyTimeoutMs?: number;
+  /** How the WAL file is fsynced (tests fail it on purpose); fs by default. */
+  syncFile?: (path: string) => Promise<void>;
 }
 
 export interface SqlitePragmas {
@@ -62,38 +66,53 @@ export interface SqliteStore extends Store {
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
-function configure(raw: DatabaseSync, busyTimeoutMs: number): void {
-  raw.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-  raw.exec('PRAGMA journal_mode = WAL');
-  // FULL: a commit is on disk before it returns, so an acknowledged write survives power loss.
-  raw.exec('PRAGMA synchronous = FULL');
+/** The pragmas; with a WAL (a file, not ':memory:'), the group commit that makes its writes durable. */
+function configure(raw: DatabaseSync, options: SqliteStoreOptions, syncer: FileSyncer): WalSync | undefined {
+  raw.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS))}`);
+  const { journal_mode: mode } = raw.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
   raw.exec('PRAGMA foreign_keys = ON');
+  if (mode !== 'wal') {
+    // FULL: a commit is on disk before it returns, so an acknowledged write survives power loss.
+    raw.exec('PRAGMA synchronous = FULL');
+    return undefined;
+  }
+  // NORMAL: the commit does not fsync; every store call that wrote waits for the WAL's fsync (wal-sync.ts)
+  // before it resolves, so an acknowledged write survives power loss all the same.
+  raw.exec('PRAGMA synchronous = NORMAL');
+  return new WalSync(`${options.file}-wal`, options.syncFile ?? ((path) => syncer.sync(path)));
 }
 
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
   const raw = new DatabaseSync(options.file);
+  let wal: WalSync | undefined;
+  const syncer = fileSyncer();
   try {
-    configure(raw, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
+    wal = configure(raw, options, syncer);
   } catch (err) {
     raw.close();
     throw err;
   }
-  const db = new Kysely<Database>({ dialect: new NodeSqliteDialect({ database: new NodeSqliteDatabase(raw) }) });
+  const database = new NodeSqliteDatabase(raw, wal && (() => wal.wrote()));
+  const db = new Kysely<Database>({ dialect: new NodeSqliteDialect({ database }) });
   const { error } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
   if (error) {
     await db.destroy();
     throw error;
   }
+  await wal?.sync();
 
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     // Queue behind the queries already waiting for the connection, so they finish before it closes.
     await sql`select 1`.execute(db).catch(() => undefined);
+    // And behind the fsyncs under way, so the WAL's descriptor is not closed under them.
+    await wal?.sync().catch(() => undefined);
     await db.destroy();
+    await syncer.close();
   };
-  return {
+  return durableStore(wal, {
     close: () => (closing ??= close()),
-    webhookOutbox: sqliteWebhookOutbox(db),
+    webhookOutbox: durableStore(wal, sqliteWebhookOutbox(db)),
 
     findSession: (tenantId, id) => findSession(db, tenantId, id),
     getSessionByKey: (key) => getSessionByKey(db, key),
@@ -143,7 +162,39 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
         busyTimeout: await one<number>('busy_timeout'),
       };
     },
-  };
+  });
+}
+
+/** The store's writes and reads that a task's path makes, timed (store_write, store_read: src/metrics/hot-path.ts). */
+const TIMED: ReadonlyArray<[keyof Store, HotPhase]> = [
+  ['enqueueTask', 'store_write'], ['claimTasks', 'store_write'], ['recordTaskSpend', 'store_write'], ['recordTaskTool', 'store_write'],
+  ['setPendingInput', 'store_write'], ['finishTask', 'store_write'], ['appendEvents', 'store_write'], ['createSession', 'store_write'],
+  ['findSession', 'store_read'], ['getSessionByKey', 'store_read'], ['getTask', 'store_read'], ['queuePosition', 'store_read'],
+  ['readEvents', 'store_read'], ['eventBounds', 'store_read'], ['oldestUnfinishedTask', 'store_read'],
+];
+
+const TIMED_PHASE: ReadonlyMap<string, HotPhase> = new Map(TIMED);
+
+/**
+ * Every method of `target` resolves only once what was written until then is
+ * on disk (wal-sync.ts), its error aside; those of a task's path are timed.
+ */
+function durableStore<T extends object>(wal: WalSync | undefined, target: T): T {
+  const methods = target as unknown as Record<string, unknown>;
+  for (const [name, method] of Object.entries(methods)) {
+    // close: the WAL is gone after it (checkpointed into the database, synced).
+    if (typeof method !== 'function' || name === 'close') continue;
+    const phase = TIMED_PHASE.get(name);
+    const call = method as (...args: unknown[]) => Promise<unknown>;
+    methods[name] = async (...args: unknown[]) => {
+      const startedAt = performance.now();
+      const result = await call(...args);
+      await wal?.sync();
+      if (phase) hotPath.since(phase, startedAt);
+      return result;
+    };
+  }
+  return target;
 }
 
 /** SQLite result codes of a file too damaged to even check (SQLITE_CORRUPT, SQLITE_NOTADB). */
