@@ -147,6 +147,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     runningTasks: (): number => scheduler.runningCount(),
     runningSandboxes: (): Promise<number> => sandbox.runningCount(),
     liveAgents: (): number => runtime.liveSessions().length,
+    readySessions: (): number => readyPool.status().ready,
     streamSubscribers: (): number => events.subscriberTotal(),
     agentOf: async (sessionKey) => (await store.getSessionByKey(sessionKey))?.agent,
   });
@@ -203,7 +204,7 @@ export async function createRunner(config: Config): Promise<Runner> {
     store, runnerId, maxConcurrent: Math.min(config.limits.maxConcurrentTasks, config.limits.maxRunningSandboxes || Infinity),
     execution, logger,
     // Ready sessions are made only while nothing runs: the end of a task is when to look.
-    onTaskDone: () => readyPool.wake(),
+    onTaskDone: () => readyPool.taskEnded(),
   });
   // Ready sessions: sandbox up and `claude` waiting before anyone asks; refilled only when nothing runs here.
   const readyPool: ReadyPool = new ReadyPool({

@@ -29,6 +29,8 @@ export interface MetricSources {
   /** Sandboxes (containers) of this runner that run. */
   runningSandboxes(): Promise<number>;
   liveAgents(): number;
+  /** Ready sessions a new session can claim now (src/sessions/ready-pool.ts). */
+  readySessions(): number;
   /** Stream subscribers (WebSocket and SSE) open on this runner. */
   streamSubscribers(): number;
   /** The agent (template) of a session, or undefined when the session is gone. */
@@ -120,6 +122,7 @@ export class RunnerMetrics {
     gauge('claude_runner_tasks_running', 'Tasks running on this runner.', () => sources.runningTasks());
     gauge('claude_runner_sandboxes_running', 'Sandbox containers of this runner that run (with or without a task).', () => sources.runningSandboxes());
     gauge('claude_runner_live_agents', 'Live agent processes (claude) on this runner.', () => sources.liveAgents());
+    gauge('claude_runner_ready_sessions', 'Ready sessions (sandbox running, claude waiting) a new session can claim now.', () => sources.readySessions());
     gauge('claude_runner_stream_subscribers', 'Event streams open on this runner (WebSocket and SSE, session and task streams).', () => sources.streamSubscribers());
   }
 

@@ -51,6 +51,8 @@ export interface ReadyPoolDeps {
   freeMemoryBytes?(): number;
   /** How long refilling waits after a failure, or for room that no notification announces (memory). */
   retryMs?: number;
+  /** Refilling starts this long after a task's end: default 300 ms. */
+  quietMs?: number;
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; debug(obj: object, msg?: string): void };
 }
 
@@ -65,6 +67,8 @@ interface Entry {
 }
 
 const MAX_RETRY_MS = 5 * 60_000;
+/** Refilling starts this long after the last task ended. */
+const QUIET_MS = 300;
 
 export interface ReadyPoolStatus {
   /** Entries wanted, all templates together. */
@@ -82,6 +86,9 @@ export class ReadyPool {
   private filling: Promise<void> | null = null;
   private again = false;
   private retry: NodeJS.Timeout | undefined;
+  private lastTaskEndAt = 0;
+  /** A fill paused while tasks run, waiting for the next wake. */
+  private readonly idleWaiters: Array<() => void> = [];
   /** Entries that failed in a row. */
   private failures = 0;
   private closed = false;
@@ -171,7 +178,15 @@ export class ReadyPool {
   }
 
   /** Something changed (a task ended, an entry was claimed or removed): refill if there is room. */
+  /** A task ended here: refill (after a quiet moment), and a fill paused for tasks looks again. */
+  taskEnded(): void {
+    this.lastTaskEndAt = Date.now();
+    this.wake();
+  }
+
   wake(): void {
+    // A fill paused for a task goes on once nothing runs (it looks again).
+    for (const resume of this.idleWaiters.splice(0)) resume();
     if (this.closed) return;
     if (this.filling) {
       this.again = true;
@@ -190,6 +205,7 @@ export class ReadyPool {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retry);
+    for (const resume of this.idleWaiters.splice(0)) resume();
     await this.filling;
     await Promise.all([...this.entries.keys()].map((key) => this.discard(key)));
   }
@@ -211,6 +227,14 @@ export class ReadyPool {
       if (this.closed) return;
       const template = this.templateToFill();
       if (template === undefined) return;
+      // A session's next message usually follows its answer at once: leave it the machine for a moment.
+      const quietFor = this.lastTaskEndAt + (this.deps.quietMs ?? QUIET_MS) - Date.now();
+      if (quietFor > 0) {
+        clearTimeout(this.retry);
+        this.retry = setTimeout(() => this.wake(), quietFor);
+        this.retry.unref();
+        return;
+      }
       const room = await this.room();
       if (room !== 'ok') {
         // A task's end wakes the pool; memory and slots freed otherwise are looked at again later.
@@ -242,6 +266,11 @@ export class ReadyPool {
     return 'ok';
   }
 
+  /** Returns once no task runs or waits here (at once when none does); a task's end wakes the pool. */
+  private async whenIdle(): Promise<void> {
+    while (!this.closed && (await this.deps.isBusy())) await new Promise<void>((resume) => this.idleWaiters.push(resume));
+  }
+
   private retryLater(): void {
     clearTimeout(this.retry);
     const base = this.deps.retryMs ?? 5_000;
@@ -261,6 +290,7 @@ export class ReadyPool {
       await deps.dirs.create(entry.key, template.dir);
       const dirs = deps.dirs.of(entry.key);
       const network = networkOf(template, deps.defaults.network).mode;
+      await this.whenIdle();
       const handle = gone() ? undefined : await deps.sandbox.ensureSpare(sandboxSpecFor({ key: entry.key, tenantId: '', id: '' }, template, dirs, deps.defaults.network));
       if (!handle || gone()) {
         await this.discard(entry.key);
@@ -269,6 +299,12 @@ export class ReadyPool {
       await deps.gateway.attachSession(entry.key, dirs.socketDir);
       // Claude Code reads its key at start: without one, its first call would be refused and retried a second later.
       await deps.gateway.standbyToken(entry.key);
+      // Starting `claude` is the costly step: a task that arrived meanwhile goes first.
+      await this.whenIdle();
+      if (gone()) {
+        await this.discard(entry.key);
+        return 'made';
+      }
       await deps.runtime.prestart(agentSetupFor(template, { sessionKey: entry.key, sandbox: handle }, {
         model: template.model ?? deps.defaults.model,
         outputSchema: template.outputSchema,

@@ -76,13 +76,12 @@ export class LimitWatch {
    */
   async failureSince(handle: SandboxHandle, dirs: QuotaDirs): Promise<RunnerError | undefined> {
     this.stop();
-    const disk = await this.options.quota.overLimit(dirs).catch(() => undefined);
+    const before = this.before;
+    const [disk, counters] = await Promise.all([
+      this.options.quota.overLimit(dirs).catch(() => undefined),
+      before ? this.options.sandbox.resourceCounters(handle).catch(() => undefined) : undefined,
+    ]);
     if (disk) return disk;
-    if (!this.before) return undefined;
-    try {
-      return limitFailure(this.before, await this.options.sandbox.resourceCounters(handle));
-    } catch {
-      return undefined;
-    }
+    return before && counters ? limitFailure(before, counters) : undefined;
   }
 }

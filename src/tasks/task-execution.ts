@@ -239,9 +239,10 @@ export class TaskExecution {
       for (const safe of streamed?.flush() ?? []) this.remember(task, deps.events.append(task.sessionKey, task.id, safe.type, safe.data));
     }
     // Unconditionally: a grant that failed half-way is revoked too (closeTask knows unknown tasks).
-    outcome.meter = await deps.gateway.closeTask(task.id);
-    // A tool killed for memory or processes may not fail the agent; it still fails the task, clearly.
-    if (handle) outcome.failure = (await limits.failureSince(handle, sessionDirs)) ?? outcome.failure;
+    // Alongside: a tool killed for memory or processes may not fail the agent; it still fails the task, clearly.
+    const [meter, limitFailure] = await Promise.all([deps.gateway.closeTask(task.id), handle && limits.failureSince(handle, sessionDirs)]);
+    outcome.meter = meter;
+    outcome.failure = limitFailure ?? outcome.failure;
     if (outcome.failure && handle) await this.cleanUpAfterFailure(task, outcome.failure, handle);
     return outcome;
   }

@@ -70,6 +70,7 @@ describe('ready sessions', () => {
   test('a new session takes the ready container and its live claude; the pool refills once no task runs, never with the same one', async () => {
     await waitReady(h, 1);
     assert.deepEqual(await readyPool(h), { size: 1, ready: 1 });
+    assert.match((await h.api('/metrics')).text, /^claude_runner_ready_sessions 1$/m);
     const before = await runningContainers(h);
     assert.equal(before.size, 1, 'the ready session is the only container');
     const [readyName, readyId] = [...before][0]!;
