@@ -177,13 +177,13 @@ export class ReadyPool {
     void Promise.all(stale.map((entry) => this.discard(entry.key))).then(() => this.wake());
   }
 
-  /** Something changed (a task ended, an entry was claimed or removed): refill if there is room. */
   /** A task ended here: refill (after a quiet moment), and a fill paused for tasks looks again. */
   taskEnded(): void {
     this.lastTaskEndAt = Date.now();
     this.wake();
   }
 
+  /** Something changed (a task ended, an entry was removed, start-up): refill if there is room. */
   wake(): void {
     // A fill paused for a task goes on once nothing runs (it looks again).
     for (const resume of this.idleWaiters.splice(0)) resume();
