@@ -107,6 +107,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     ANTHROPIC_API_KEY: DEMO_KEY,
     MODEL_MAX_RETRIES: '0',
     SHUTDOWN_GRACE_MS: '2000',
+    // One session, made at once: a ready one would only be one more container to start and remove.
+    READY_POOL_SIZE: '0',
     LOG_LEVEL: options.logLevel ?? process.env.LOG_LEVEL ?? 'warn',
   }));
   const url = (await runner.start()).replace('0.0.0.0', '127.0.0.1');
