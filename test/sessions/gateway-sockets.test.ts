@@ -35,6 +35,9 @@ describe('gateway sockets follow their sandboxes', () => {
   });
   after(async () => h?.close());
 
+  /** Sessions that each evict the one before (a socket leak shows within a few). */
+  const EVICTIONS = 5;
+
   test('evictions by the cap and failed tasks close the sockets; descriptors return to their level', async () => {
     const run = async (sessionId: string): Promise<void> => {
       const res = await h.api('/task', { method: 'POST', json: { sessionId, message: 'gs-quick' } });
@@ -46,7 +49,7 @@ describe('gateway sockets follow their sandboxes', () => {
     const level = openDescriptors();
     assert.equal(openSockets(h.dataDir).length, 1, 'the evicted session\'s socket is closed');
 
-    for (let n = 2; n < 10; n++) await run(`gs-${n}`);
+    for (let n = 2; n < EVICTIONS + 1; n++) await run(`gs-${n}`);
     // A task that fails by an abort stops its sandbox: its socket goes too.
     const slow = await h.api('/task', { method: 'POST', json: { sessionId: 'gs-aborted', message: 'gs-slow', wait: false } });
     await runningInSandbox(h.runnerId, 'gs-aborted', 'sleep 60');
@@ -56,7 +59,7 @@ describe('gateway sockets follow their sandboxes', () => {
 
     assert.deepEqual(openSockets(h.dataDir), [], 'no sandbox runs, no socket is open');
     const now = openDescriptors();
-    assert.ok(now <= level + 2, `open descriptors went from ${level} to ${now} over 9 evictions and an abort`);
+    assert.ok(now <= level + 2, `open descriptors went from ${level} to ${now} over ${EVICTIONS} evictions and an abort`);
 
     // A session whose socket was closed is served again on its next task.
     await run('gs-3');
