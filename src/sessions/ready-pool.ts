@@ -229,12 +229,7 @@ export class ReadyPool {
       if (template === undefined) return;
       // A session's next message usually follows its answer at once: leave it the machine for a moment.
       const quietFor = this.lastTaskEndAt + (this.deps.quietMs ?? QUIET_MS) - Date.now();
-      if (quietFor > 0) {
-        clearTimeout(this.retry);
-        this.retry = setTimeout(() => this.wake(), quietFor);
-        this.retry.unref();
-        return;
-      }
+      if (quietFor > 0) return this.wakeIn(quietFor);
       const room = await this.room();
       if (room !== 'ok') {
         // A task's end wakes the pool; memory and slots freed otherwise are looked at again later.
@@ -272,9 +267,14 @@ export class ReadyPool {
   }
 
   private retryLater(): void {
-    clearTimeout(this.retry);
     const base = this.deps.retryMs ?? 5_000;
-    this.retry = setTimeout(() => this.wake(), Math.min(base * 2 ** this.failures, Math.max(base, MAX_RETRY_MS)));
+    this.wakeIn(Math.min(base * 2 ** this.failures, Math.max(base, MAX_RETRY_MS)));
+  }
+
+  /** One pending wake at a time: a later decision replaces an earlier one. */
+  private wakeIn(ms: number): void {
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => this.wake(), ms);
     this.retry.unref();
   }
 
