@@ -29,7 +29,9 @@ import { EnvSealer } from './secrets/sealer.ts';
 import { CrashRecovery } from './sessions/crash-recovery.ts';
 import { ReadyPool } from './sessions/ready-pool.ts';
 import { SessionService } from './sessions/session-service.ts';
-import { openSqliteStore } from './store/sqlite/index.ts';
+import { clusterBus, clusterNodeId, joinCluster, type ClusterMember } from './cluster/index.ts';
+import { databasePassword, openStore } from './store/open.ts';
+import { removeContainersOf } from './sandbox/docker/left-behind.ts';
 import { TaskCompletions } from './tasks/completions.ts';
 import { QueueAnnouncements } from './tasks/queue-announcements.ts';
 import { TaskEndings } from './tasks/task-endings.ts';
@@ -86,6 +88,15 @@ export function findClaudeExecutable(configured: string | undefined): string {
   throw new Error('The claude executable was not found: run `npm install`, or set CLAUDE_EXECUTABLE (a Linux build, it runs inside the sandbox).');
 }
 
+/** fn's answer, asked again at most every `ms`. */
+function cachedFor<T>(ms: number, fn: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; result: Promise<T> } | undefined;
+  return () => {
+    if (!last || Date.now() - last.at > ms) last = { at: Date.now(), result: fn() };
+    return last.result;
+  };
+}
+
 function stableRunnerId(config: Config): string {
   if (config.runnerId) return config.runnerId;
   const file = join(config.dataDir, 'runner-id');
@@ -95,7 +106,8 @@ function stableRunnerId(config: Config): string {
 
 export async function createRunner(config: Config): Promise<Runner> {
   const redactor = new Redactor();
-  redactor.addPermanent(config.upstream.apiKey, config.upstream.oauthToken, config.webhooks.secret, ...config.apiKeys.map((k) => k.key));
+  redactor.addPermanent(config.upstream.apiKey, config.upstream.oauthToken, config.webhooks.secret, databasePassword(config.databaseUrl),
+    ...config.apiKeys.map((k) => k.key));
   const logger = createLogger(config.logLevel, redactor);
   for (const warning of config.warnings) logger.warn(warning);
 
@@ -108,8 +120,12 @@ export async function createRunner(config: Config): Promise<Runner> {
   const dirs = new SessionDirectories(config.dataDir, volumes);
   dirs.prepare();
   const quota = new WorkspaceQuota(config.sandbox.diskBytes, volumes);
-  const runnerId = stableRunnerId(config);
-  const store = await openSqliteStore({ file: join(config.dataDir, 'runner.db') });
+  // PostgreSQL (DATABASE_URL): other nodes share the store, each with its own id (DATA_DIR is shared too).
+  const shared = config.databaseUrl !== undefined;
+  const runnerId = shared ? clusterNodeId(config.runnerId) : stableRunnerId(config);
+  const store = await openStore(config);
+  const bus = clusterBus(config.databaseUrl, runnerId, logger.child({ component: 'cluster' }));
+  let cluster: ClusterMember | undefined;
   const templates = new TemplateCatalog(config.agentDir, config.defaultAgent, BUILTIN_TEMPLATES_DIR, {
     memoryBytes: config.sandbox.memoryBytes,
     cpus: config.sandbox.nanoCpus / 1e9,
@@ -126,6 +142,8 @@ export async function createRunner(config: Config): Promise<Runner> {
     claudeExecutablePath: findClaudeExecutable(config.claudeExecutable),
     limits: { memoryBytes: config.sandbox.memoryBytes, nanoCpus: config.sandbox.nanoCpus, pidsLimit: config.sandbox.pidsLimit, tmpSizeBytes: config.sandbox.tmpSizeBytes },
     ...(config.sandbox.runtime ? { runtime: config.sandbox.runtime } : {}),
+    // Two nodes on one engine: a container of a node that is gone may be replaced by the node running its session now.
+    ownerGone: async (owner) => cluster !== undefined && !(await cluster.isLive(owner)),
     logger: logger.child({ component: 'sandbox' }),
   });
   // MAX_RUNNING_SANDBOXES: the least recently used idle sandbox is stopped to make room (see capped-driver.ts).
@@ -180,13 +198,17 @@ export async function createRunner(config: Config): Promise<Runner> {
     modelMaxRetries: config.modelMaxRetries,
     logger: logger.child({ component: 'runtime' }),
   });
-  const events = new EventLog(observedStore(store, (stored) => metrics.eventsStored(stored)), redactor);
+  const events = new EventLog(observedStore(store, (stored) => metrics.eventsStored(stored)), redactor, shared ? {
+    shared,
+    onStored: (sessionKey, lastSeq) => void bus.notify({ kind: 'events', sessionKey, lastSeq }).catch(() => undefined),
+  } : {});
   const completions = new TaskCompletions();
-  const announcements = new QueueAnnouncements();
+  const announcements = new QueueAnnouncements(shared ? async (task) => (await store.taskFirstEventSeq(task.sessionKey, task.id)) !== null : undefined);
+  const sharedBus = shared ? { bus } : {};
   const endings = new TaskEndings(events, completions, logger.child({ component: 'tasks' }));
   const execution = new TaskExecution({
     store, events, sandbox, runtime, gateway, templates, dirs, quota,
-    sealer, redactor, completions, endings, announcements, runnerId,
+    sealer, redactor, completions, endings, announcements, runnerId, ...sharedBus,
     defaults: {
       model: config.model,
       maxTurns: config.maxTurns,
@@ -217,12 +239,13 @@ export async function createRunner(config: Config): Promise<Runner> {
     logger: logger.child({ component: 'ready-pool' }),
   });
   const sessions = new SessionService({
-    store, events, sandbox, runtime, templates, dirs, quota, readySessions: readyPool,
+    // Ready sessions are one node's: with several, a new session's first task may run on any node, so there are none.
+    store, events, sandbox, runtime, templates, dirs, quota, ...(shared ? {} : { readySessions: readyPool }),
     // `tasks` is built below; reset and delete call this only once requests flow.
     stopTasks: async (sessionKey) => {
       await tasks.abortSessionByKey(sessionKey, new RunnerError('TASK_ABORTED', 'The session was reset or deleted.'));
     },
-    maxSessions: config.limits.maxSessions, idleTimeoutMs: config.idleTimeoutMs, logger: logger.child({ component: 'sessions' }),
+    maxSessions: config.limits.maxSessions, idleTimeoutMs: config.idleTimeoutMs, logger: logger.child({ component: 'sessions' }), ...sharedBus,
   });
   // Webhooks: a task's end is delivered from the store's outbox, apart from the task and its answer (src/webhooks).
   const webhookTargets = new WebhookTargets({ configured: config.webhooks.secret !== undefined, allowPrivate: config.webhooks.allowPrivate, templates });
@@ -237,7 +260,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   });
   let accepting = true;
   const tasks = new TaskService({
-    store, events, sessions, scheduler, execution, completions, endings, announcements, sealer, redactor,
+    store, events, sessions, scheduler, execution, completions, endings, announcements, sealer, redactor, ...sharedBus,
     maxQueuedPerSession: config.limits.maxQueuedPerSession,
     templates,
     taskLimits: { maxTurns: config.maxTurns, timeoutMs: config.limits.taskTimeoutMs, budgetUsd: config.limits.taskBudgetUsd },
@@ -247,35 +270,22 @@ export async function createRunner(config: Config): Promise<Runner> {
 
   completions.onEnd((task) => metrics.taskEnded(task));
   completions.onEnd((task) => {
-    if (task.options.webhookUrl) webhooks.wake();
+    if (task.options.webhookUrl && bus.isLeader()) webhooks.wake();
+    // Callers waiting on other nodes; the leader delivers its webhook.
+    if (shared) bus.notify({ kind: 'ended', taskId: task.id }).catch(() => undefined);
   });
 
   // /health is open and not rate limited: the Docker engine is asked at most every few seconds.
-  let dockerChecked: { at: number; result: Promise<string> } | undefined;
-  const dockerHealth = (): Promise<string> => {
-    if (!dockerChecked || Date.now() - dockerChecked.at > HEALTH_CHECK_CACHE_MS) {
-      dockerChecked = {
-        at: Date.now(),
-        // /health is open: it names the code only; the engine's message (socket paths and the like) goes to the log.
-        result: sandbox.check().then(() => 'ok', (error: unknown) => {
-          logger.warn({ err: error }, 'health: the sandbox backend is not ready');
-          return error instanceof RunnerError ? error.code : 'unavailable';
-        }),
-      };
-    }
-    return dockerChecked.result;
-  };
-
+  // /health is open: it names the code only; the engine's message (socket paths and the like) goes to the log.
+  const dockerHealth = cachedFor(HEALTH_CHECK_CACHE_MS, () => sandbox.check().then(() => 'ok', (error: unknown) => {
+    logger.warn({ err: error }, 'health: the sandbox backend is not ready');
+    return error instanceof RunnerError ? error.code : 'unavailable';
+  }));
   // The engine is asked for its containers at most every few seconds too (the dashboard polls /health).
-  let sandboxesCounted: { at: number; result: Promise<number | null> } | undefined;
-  const runningSandboxes = (): Promise<number | null> => {
-    if (!sandboxesCounted || Date.now() - sandboxesCounted.at > HEALTH_CHECK_CACHE_MS) {
-      sandboxesCounted = { at: Date.now(), result: sandbox.runningCount().catch(() => null) };
-    }
-    return sandboxesCounted.result;
-  };
+  const runningSandboxes = cachedFor(HEALTH_CHECK_CACHE_MS, () => sandbox.runningCount().catch(() => null));
 
-  const auth = new ApiAuth(config.apiKeys);
+  // Stream tokens are signed with a key derived from the sealing key: every node sharing RUNNER_SECRET_KEY (or DATA_DIR) accepts them.
+  const auth = new ApiAuth(config.apiKeys, sealer.subKey('claude-runner stream tokens v1'));
   const http = await buildHttpApp({
     tasks, sessions, events, streamStarts: new StreamStarts(store), files, auth, logger,
     bodyLimitBytes: config.limits.bodyLimitBytes,
@@ -306,31 +316,45 @@ export async function createRunner(config: Config): Promise<Runner> {
 
   const timers: NodeJS.Timeout[] = [];
   let stopWatchingTemplates = (): void => {};
-  const recovery = new CrashRecovery({ store, endings, sandbox, dirs, logger: logger.child({ component: 'recovery' }) });
+  const recovery = new CrashRecovery({ store, endings, sandbox, dirs, ...(shared ? { nodeId: runnerId } : {}), logger: logger.child({ component: 'recovery' }) });
 
   return {
     config, runnerId, logger, store, http, tasks, sessions, events,
     async start() {
       await webhookTargets.checkTemplates();
+      if (shared) {
+        cluster = await joinCluster({
+          bus, store, events, completions, endings, scheduler, execution, sessions,
+          address: `${config.host}:${config.port}`, dataDir: config.dataDir, leaseMs: config.nodeLeaseMs,
+          removeSandboxesOf: async (nodeId) => void (await removeContainersOf(dockerSandbox.docker, nodeId)),
+          releaseEverything: async () => {
+            await runtime.closeAll();
+            await Promise.all((await sandbox.list()).map((s) => sandbox.remove(s.sessionKey)));
+          },
+          logger: logger.child({ component: 'cluster' }),
+        });
+      }
       await recovery.run();
       scheduler.poke();
       // After recovery: ready sessions of an earlier run were removed with the other orphans.
-      const pooled = templates.names().filter((name) => readyPool.sizeOf(name) > 0);
+      const pooled = shared ? [] : templates.names().filter((name) => readyPool.sizeOf(name) > 0);
       stopWatchingTemplates = watchTemplates({
         folders: new Map(pooled.map((name) => [name, templates.get(name).dir])),
         onChange: (name) => readyPool.templateChanged(name),
         logger,
       });
-      readyPool.wake();
-      webhooks.start();
+      if (!shared) readyPool.wake();
+      // Once per cluster: the leader delivers webhooks and trims events (with SQLite, this runner).
+      if (bus.isLeader()) webhooks.start();
+      bus.onLeadership((leader) => void (leader ? webhooks.start() : webhooks.stop()));
       timers.push(setInterval(() => void sessions.stopIdle().catch((error) => logger.error({ err: error }, 'idle sweep failed')),
         config.idleSweepMs));
       if (config.sandbox.diskBytes > 0) {
         timers.push(setInterval(() => void sessions.stopOverQuota().catch((error) => logger.error({ err: error }, 'disk quota sweep failed')),
           DISK_SWEEP_MS));
       }
-      const trim = (): void => void store.trimEvents({ maxEventsPerSession: config.events.maxPerSession, maxEventAgeMs: config.events.maxAgeMs }, Date.now())
-        .catch((error) => logger.error({ err: error }, 'event retention failed'));
+      const trim = (): void => void (bus.isLeader() ? store.trimEvents({ maxEventsPerSession: config.events.maxPerSession, maxEventAgeMs: config.events.maxAgeMs }, Date.now())
+        .then(() => undefined, (error: unknown) => logger.error({ err: error }, 'event retention failed')) : undefined);
       trim();
       timers.push(setInterval(trim, config.events.trimIntervalMs));
       // Queued tasks wait for a slot; a poke now and then also covers a missed wake-up.
@@ -361,6 +385,8 @@ export async function createRunner(config: Config): Promise<Runner> {
       await runtime.closeAll();
       await gateway.close();
       dockerSandbox.close();
+      // Its sessions are released: another node runs their next task.
+      await cluster?.leave().catch((error: unknown) => logger.warn({ err: error }, 'could not leave the cluster cleanly'));
       await store.close();
     },
   };

@@ -90,6 +90,8 @@ const schema = z.object({
   STREAM_BUFFER_BYTES: bytes('4m'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   RUNNER_ID: optionalText,
+  DATABASE_URL: optionalText.refine((v) => v === undefined || /^postgres(ql)?:\/\//.test(v), 'expected a postgres:// URL (unset: SQLite in DATA_DIR)'),
+  NODE_LEASE_MS: int(15_000).refine((v) => v >= 200, 'expected at least 200 ms'),
   CLAUDE_EXECUTABLE: optionalText,
   RUNNER_SECRET_KEY: optionalText,
   WEBHOOK_SECRET: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()
@@ -171,6 +173,10 @@ export interface Config {
   events: { maxPerSession: number; maxAgeMs: number; trimIntervalMs: number; streamBufferBytes: number };
   logLevel: string;
   runnerId: string | undefined;
+  /** PostgreSQL shared by several runner nodes; undefined: SQLite in DATA_DIR, one node. */
+  databaseUrl: string | undefined;
+  /** A node that has not renewed its lease for this long is taken over by the others. */
+  nodeLeaseMs: number;
   claudeExecutable: string | undefined;
   /** base64 32-byte key sealing task env at rest; generated in DATA_DIR when absent. */
   secretKey: string | undefined;
@@ -208,6 +214,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.DATABASE_URL && e.SANDBOX_DISK_MODE === 'loop') {
+    // Every node would mount the shared workspace images: one filesystem image mounted on two machines is corrupted.
+    throw new Error('Invalid configuration:\n  SANDBOX_DISK_MODE: loop is for one node; with DATABASE_URL use measure (see docs/scaling.md)');
+  }
   const apiKeys = parseApiKeys(e.API_KEYS);
   const warnings: string[] = [];
   // Short keys can be guessed, and keys under 6 characters are not redacted from logs.
@@ -271,6 +281,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     logLevel: e.LOG_LEVEL,
     runnerId: e.RUNNER_ID,
+    databaseUrl: e.DATABASE_URL,
+    nodeLeaseMs: e.NODE_LEASE_MS,
     claudeExecutable: e.CLAUDE_EXECUTABLE,
     secretKey: e.RUNNER_SECRET_KEY,
     webhooks: {

@@ -36,5 +36,6 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 
 await runner.start().catch((error: unknown) => {
   runner.logger.error({ err: error }, 'claude-runner could not start');
+  console.error(`claude-runner could not start: ${(error as Error).message}`);
   process.exit(1);
 });

@@ -48,6 +48,8 @@ export const errorTable = {
   SANDBOX_UNAVAILABLE: { status: 503, message: 'The Docker engine is not reachable.' },
   SANDBOX_BUSY: { status: 503, message: 'No sandbox could start in time: every running sandbox is busy (MAX_RUNNING_SANDBOXES), or the engine is slow. Try again later.' },
   SANDBOX_IMAGE_MISSING: { status: 503, message: 'The sandbox image is missing: run `npm run image`.' },
+  NODE_UNREACHABLE: { status: 503, message: 'The runner node that runs this task or holds this session did not answer in time. Try again.' },
+  DATABASE_UNAVAILABLE: { status: 503, message: 'The database is not reachable. Try again later.' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
   TASK_INTERRUPTED: { status: 503, message: 'The task was interrupted by a server restart or shutdown.' },
   TASK_TIMEOUT: { status: 504, message: 'The task ran past its time limit.' },

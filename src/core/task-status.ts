@@ -64,6 +64,8 @@ export const failureStatus: Readonly<Record<ErrorCode, FinalTaskStatus>> = {
   SANDBOX_UNAVAILABLE: 'failed',
   SANDBOX_BUSY: 'failed',
   SANDBOX_IMAGE_MISSING: 'failed',
+  NODE_UNREACHABLE: 'failed',
+  DATABASE_UNAVAILABLE: 'failed',
   INTERNAL: 'failed',
   // Refusals of a request.
   INVALID_REQUEST: 'failed',

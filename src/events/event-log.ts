@@ -12,6 +12,13 @@
  * by the subscriber (whenWritable), so a slow reader resuming a long backlog
  * is not flooded; live events wait for it in a bounded queue.
  *
+ * With a store shared by several nodes (`shared`), other nodes append to the
+ * same sessions: a node learns of their events by a notice (storedElsewhere)
+ * and reads them from the store, the truth. So that events reach subscribers
+ * in order whoever appended them, a session's events are then delivered from
+ * one cursor: an event that does not follow the last one delivered here is
+ * read back from the store with what it skipped.
+ *
  * Owns: ordering and delivery of events. Must not touch: transports (WS/SSE
  * live in src/http), which decide what to do with a slow reader.
  */
@@ -54,6 +61,22 @@ interface Pending {
   reject(error: Error): void;
 }
 
+/** Where a session's delivery stands on this node (shared store only). */
+interface Cursor {
+  /** Highest seq delivered to this session's subscribers (null: none yet, start from theirs). */
+  deliveredTo: number | null;
+  /** Highest seq known stored. */
+  wanted: number;
+  reading: Promise<void> | null;
+}
+
+export interface EventLogOptions {
+  /** Other nodes append to this store too. */
+  shared?: boolean;
+  /** Told after each stored batch, with the last seq per session (the cluster's doorbell). */
+  onStored?(sessionKey: string, lastSeq: number): void;
+}
+
 const REPLAY_PAGE = 500;
 /** A subscriber whose replay is so slow that this many live events pile up is dropped; it can resume. */
 const MAX_HELD = 10_000;
@@ -64,10 +87,27 @@ export class EventLog {
   private readonly subscribers = new Map<string, Set<Registered>>();
   private pending: Pending[] = [];
   private flushing: Promise<void> | null = null;
+  private readonly options: EventLogOptions;
+  private readonly cursors = new Map<string, Cursor>();
 
-  constructor(store: Store, redactor: Redactor) {
+  constructor(store: Store, redactor: Redactor, options: EventLogOptions = {}) {
     this.store = store;
     this.redactor = redactor;
+    this.options = options;
+  }
+
+  /** Another node stored the session's events up to lastSeq: subscribers here get what they lack. */
+  storedElsewhere(sessionKey: string, lastSeq: number): void {
+    if (!this.subscribers.has(sessionKey)) return;
+    this.readUpTo(sessionKey, lastSeq);
+  }
+
+  /** The bus was cut: every session with subscribers here is read up to what is stored now. */
+  async resync(): Promise<void> {
+    for (const sessionKey of [...this.subscribers.keys()]) {
+      const { lastSeq } = await this.store.eventBounds(sessionKey);
+      this.readUpTo(sessionKey, lastSeq);
+    }
   }
 
   /** Resolves once the event is stored (and published). */
@@ -154,7 +194,10 @@ export class EventLog {
     entry.closed = true;
     const set = this.subscribers.get(entry.sessionKey);
     set?.delete(entry);
-    if (set?.size === 0) this.subscribers.delete(entry.sessionKey);
+    if (set?.size === 0) {
+      this.subscribers.delete(entry.sessionKey);
+      this.cursors.delete(entry.sessionKey);
+    }
   }
 
   private deliver(entry: Registered, event: StoredEvent): void {
@@ -179,6 +222,59 @@ export class EventLog {
       // A transport that fails to take an event is as good as gone.
       this.unsubscribe(entry);
       entry.subscriber.onOverflow();
+    }
+  }
+
+  /** A stored event of this node: delivered now when it follows the last one, else read back in order. */
+  private publishStored(event: StoredEvent): void {
+    if (!this.options.shared) {
+      this.publish(event);
+      return;
+    }
+    if (!this.subscribers.has(event.sessionKey)) return;
+    const cursor = this.cursors.get(event.sessionKey);
+    if (cursor && !cursor.reading && cursor.deliveredTo === event.seq - 1) {
+      cursor.deliveredTo = cursor.wanted = event.seq;
+      this.publish(event);
+      return;
+    }
+    this.readUpTo(event.sessionKey, event.seq);
+  }
+
+  private readUpTo(sessionKey: string, seq: number): void {
+    let cursor = this.cursors.get(sessionKey);
+    if (!cursor) this.cursors.set(sessionKey, (cursor = { deliveredTo: null, wanted: 0, reading: null }));
+    cursor.wanted = Math.max(cursor.wanted, seq);
+    if (cursor.reading || (cursor.deliveredTo ?? -1) >= cursor.wanted) return;
+    const reading = this.readBack(sessionKey, cursor).then(
+      () => {
+        cursor.reading = null;
+        // Asked for more while reading.
+        if (this.cursors.get(sessionKey) === cursor && (cursor.deliveredTo ?? -1) < cursor.wanted) this.readUpTo(sessionKey, cursor.wanted);
+      },
+      () => {
+        // Retried by the next notice or append, or by resync.
+        cursor.reading = null;
+      },
+    );
+    cursor.reading = reading;
+  }
+
+  private async readBack(sessionKey: string, cursor: Cursor): Promise<void> {
+    for (;;) {
+      const set = this.subscribers.get(sessionKey);
+      if (!set || this.cursors.get(sessionKey) !== cursor) return;
+      // First read: from the subscriber furthest behind (deliver() drops what one already has).
+      const from = cursor.deliveredTo ?? Math.min(...[...set].map((entry) => entry.lastSeq));
+      if (from >= cursor.wanted) return;
+      const page = await this.store.readEvents(sessionKey, from, REPLAY_PAGE);
+      if (page.length === 0) {
+        // Stored before the notice was sent, yet gone: trimmed or deleted. The next event tells subscribers the gap.
+        cursor.deliveredTo = cursor.wanted;
+        return;
+      }
+      for (const event of page) this.publish(event);
+      cursor.deliveredTo = page.at(-1)!.seq;
     }
   }
 
@@ -221,14 +317,17 @@ export class EventLog {
   }
 
   private stored(batch: Pending[], events: StoredEvent[]): void {
+    const last = new Map<string, number>();
     events.forEach((event, i) => {
       const publishing = performance.now();
-      this.publish(event);
+      last.set(event.sessionKey, event.seq);
+      this.publishStored(event);
       hotPath.since('event_fanout', publishing);
       hotPath.since('event_append', batch[i]!.at);
       // first_text: from the gateway's first byte of the answer that carried it (gateway.ts marks it).
       if (event.type === 'text' && event.taskId !== null) hotPath.end('first_text', `${event.taskId}:text`);
       batch[i]!.resolve(event);
     });
+    if (this.options.onStored) for (const [sessionKey, seq] of last) this.options.onStored(sessionKey, seq);
   }
 }

@@ -25,9 +25,11 @@ function digest(value: string): Buffer {
 
 export class ApiAuth {
   private readonly keys: Array<{ tenantId: string; digest: Buffer; keyId: string }>;
-  private readonly secret = randomBytes(32);
+  private readonly secret: Buffer;
 
-  constructor(keys: Array<{ tenantId: string; key: string }>) {
+  /** `secret` signs stream tokens: nodes sharing it accept each other's (random: this process only). */
+  constructor(keys: Array<{ tenantId: string; key: string }>, secret: Buffer = randomBytes(32)) {
+    this.secret = secret;
     this.keys = keys.map(({ tenantId, key }) => ({ tenantId, digest: digest(key), keyId: digest(key).toString('hex').slice(0, 12) }));
   }
 

@@ -20,7 +20,12 @@ export class EnvSealer {
   constructor(key: Buffer) {
     if (key.length !== 32) throw new Error('the sealing key must be 32 bytes');
     this.key = key;
-    this.digestKey = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), DIGEST_KEY_INFO, 32));
+    this.digestKey = this.subKey(DIGEST_KEY_INFO);
+  }
+
+  /** A key for another use, derived from the sealing key (HKDF-SHA256): the same on every node that shares it. */
+  subKey(info: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.key, Buffer.alloc(0), info, 32));
   }
 
   /**
@@ -36,7 +41,12 @@ export class EnvSealer {
   static fromDataDir(dataDir: string, explicitKey?: string): EnvSealer {
     if (explicitKey) return new EnvSealer(Buffer.from(explicitKey, 'base64'));
     const file = join(dataDir, 'secret.key');
-    if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
+    try {
+      if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      // Another node sharing DATA_DIR made it first: its key is the one.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
     return new EnvSealer(Buffer.from(readFileSync(file, 'utf8').trim(), 'base64'));
   }
 

@@ -11,6 +11,11 @@
  *    stopped: an agent process left running inside would go on spending and
  *    writing (the next task starts them again).
  *
+ * With several nodes on one store (`nodeId` set), only this node's own tasks
+ * and sandboxes are its to put right (the others' are taken over when their
+ * lease runs out), and folders are left alone: a folder without a session
+ * may be a session another node is making right now.
+ *
  * Owns: start-up reconciliation. Must not touch: HTTP; the store, sandboxes
  * and folders only through their ports.
  */
@@ -25,6 +30,8 @@ export interface CrashRecoveryDeps {
   endings: TaskEndings;
   sandbox: SandboxDriver;
   dirs: SessionDirectories;
+  /** This node's id when other nodes share the store; undefined: this runner is alone on it. */
+  nodeId?: string;
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }
 
@@ -66,7 +73,9 @@ export class CrashRecovery {
 
   private async interruptTasks(): Promise<string[]> {
     const { store, endings } = this.deps;
-    const interrupted = await store.interruptRunningTasks(null, new RunnerError('TASK_INTERRUPTED').toBody(), Date.now());
+    const interrupted = await store.interruptRunningTasks(this.deps.nodeId ?? null, new RunnerError('TASK_INTERRUPTED').toBody(), Date.now());
+    // Alone on the store: sessions owned under another runner id (RUNNER_ID changed) are this runner's to run.
+    if (this.deps.nodeId === undefined) await store.releaseSessions(null);
     for (const task of interrupted) {
       const ended = await store.getTask(task.id);
       if (ended) await endings.ended(ended);
@@ -82,7 +91,7 @@ export class CrashRecovery {
       try {
         if (known.has(key)) {
           await this.deps.dirs.mount(key);
-        } else {
+        } else if (this.deps.nodeId === undefined) {
           await this.deps.dirs.remove(key);
           removed.push(key);
         }

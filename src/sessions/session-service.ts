@@ -13,6 +13,7 @@ import { newId } from '../core/ids.ts';
 import { isValidPublicId, type Page, type Session, type SessionSummary } from '../core/model.ts';
 import { isActive } from '../core/task-status.ts';
 import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
+import type { ClusterBus } from '../core/ports/cluster-bus.ts';
 import type { SandboxDriver } from '../core/ports/sandbox.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
 import type { EventLog } from '../events/event-log.ts';
@@ -20,6 +21,9 @@ import type { TemplateCatalog } from '../templates/catalog.ts';
 import type { WorkspaceQuota } from '../workspace/quota.ts';
 import type { SessionDirectories } from '../workspace/session-dirs.ts';
 import { KeyedLock } from '../core/keyed-lock.ts';
+
+/** How long the node holding a session may take to close its agent and remove its sandbox. */
+const TEARDOWN_ELSEWHERE_MS = 10_000;
 
 export interface SessionServiceDeps {
   store: Store;
@@ -37,6 +41,8 @@ export interface SessionServiceDeps {
     /** Ends a claim: the key is the stored session's, or (not stored) back to the pool as it was. */
     settle(sessionKey: string, stored: boolean): Promise<void>;
   };
+  /** Other nodes on the same store (PostgreSQL): the node holding a session's sandbox tears it down. */
+  bus?: ClusterBus;
   maxSessions: number;
   idleTimeoutMs: number;
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
@@ -177,6 +183,8 @@ export class SessionService {
     // Rows before folders: a crash in between leaves folders without a session, which start-up removes.
     await this.deps.store.deleteSession(session.key);
     this.deps.events.closeSession(session.key);
+    this.deps.bus?.notify({ kind: 'session_deleted', sessionKey: session.key })
+      .catch((error: unknown) => this.deps.logger.warn({ sessionKey: session.key, err: error }, 'could not tell the other nodes a session was deleted'));
     await this.deps.dirs.remove(session.key);
     this.deps.logger.info({ sessionKey: session.key, tenantId, sessionId }, 'session deleted');
   }
@@ -243,8 +251,20 @@ export class SessionService {
     return stopped;
   }
 
-  /** The agent and the sandbox go (its gateway socket with it, see CappedSandboxDriver.afterStop). */
+  /** The agent and the sandbox go (its gateway socket with it, see CappedSandboxDriver.afterStop), on whichever node holds them. */
   private async teardown(sessionKey: string): Promise<void> {
+    const { bus } = this.deps;
+    const owner = bus ? await this.deps.store.sessionOwner(sessionKey) : null;
+    if (bus && owner !== null && owner !== bus.nodeId) {
+      // A node that does not answer is dead or dying: its sandboxes go with its takeover.
+      await bus.request(owner, { kind: 'teardown', sessionKey }, TEARDOWN_ELSEWHERE_MS)
+        .catch((error: unknown) => this.deps.logger.warn({ sessionKey, owner, err: error }, 'the node holding the session did not tear it down'));
+    }
+    await this.teardownHere(sessionKey);
+  }
+
+  /** The session's live agent and sandbox on this node go (asked by another node, or by teardown). */
+  async teardownHere(sessionKey: string): Promise<void> {
     await this.deps.runtime.release(sessionKey);
     await this.deps.sandbox.remove(sessionKey);
   }

@@ -28,6 +28,25 @@ export class TaskCompletions {
 
   announce(task: Task): void {
     for (const listener of this.listeners) listener(task);
+    this.answerWaiters(task);
+  }
+
+  /** Someone waits for this task here. */
+  isAwaited(taskId: string): boolean {
+    return this.waiters.has(taskId);
+  }
+
+  /** A task another node ended: only the callers waiting here are answered (its listeners ran there). */
+  endedElsewhere(task: Task): void {
+    if (isFinal(task.status)) this.answerWaiters(task);
+  }
+
+  /** Tasks waited for here (to re-read after the cluster bus was cut). */
+  awaited(): string[] {
+    return [...this.waiters.keys()];
+  }
+
+  private answerWaiters(task: Task): void {
     const set = this.waiters.get(task.id);
     if (!set) return;
     this.waiters.delete(task.id);

@@ -24,6 +24,10 @@ export class RunningTasks {
     return this.running.size;
   }
 
+  has(taskId: string): boolean {
+    return this.running.has(taskId);
+  }
+
   taskOf(sessionKey: string): string | undefined {
     for (const [taskId, run] of this.running) if (run.sessionKey === sessionKey) return taskId;
     return undefined;

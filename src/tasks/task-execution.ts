@@ -14,7 +14,9 @@
  */
 import { RunnerError } from '../core/errors.ts';
 import { emptyUsage, type InputAnswer, type Session, type Task } from '../core/model.ts';
+import { isActive } from '../core/task-status.ts';
 import type { AgentRuntime } from '../core/ports/agent-runtime.ts';
+import type { ClusterBus } from '../core/ports/cluster-bus.ts';
 import type { ModelGateway, TaskMeter } from '../core/ports/model-gateway.ts';
 import type { NetworkMode, SandboxDriver, SandboxHandle } from '../core/ports/sandbox.ts';
 import type { Store } from '../core/ports/store.ts';
@@ -52,6 +54,8 @@ export interface TaskExecutionDeps {
   endings: TaskEndings;
   announcements: QueueAnnouncements;
   runnerId: string;
+  /** Other nodes on the same store (PostgreSQL): a stop or an answer for a task running there is handed to it. */
+  bus?: ClusterBus;
   defaults: {
     model: string | undefined;
     maxTurns: number;
@@ -66,6 +70,10 @@ export interface TaskExecutionDeps {
   };
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }
+
+/** How long another node may take to stop a task it runs (its sandbox is stopped) or to take an answer. */
+const REMOTE_STOP_MS = 15_000;
+const REMOTE_ANSWER_MS = 5_000;
 
 /** Stopping the sandbox is how a task is stopped "at once", as the seed did: nothing it started survives. */
 const STOP_SANDBOX_ON: ReadonlySet<string> = new Set(['TASK_ABORTED', 'TASK_TIMEOUT', 'INPUT_TIMEOUT', 'BUDGET_EXCEEDED', 'SANDBOX_LIMIT', 'DISK_QUOTA_EXCEEDED', 'TASK_INTERRUPTED']);
@@ -91,7 +99,14 @@ export class TaskExecution {
   }
 
   /** A person's answer to what a task running here waits for (see human-inputs.ts). */
-  answerInput(taskId: string, requestId: string, answer: InputAnswer): Promise<void> {
+  async answerInput(taskId: string, requestId: string, answer: InputAnswer): Promise<void> {
+    const elsewhere = await this.nodeRunning(taskId);
+    if (elsewhere) return this.deps.bus!.request(elsewhere, { kind: 'answer_input', taskId, requestId, answer }, REMOTE_ANSWER_MS);
+    return this.answerInputHere(taskId, requestId, answer);
+  }
+
+  /** An answer for a task of this node (another node handed it over). */
+  answerInputHere(taskId: string, requestId: string, answer: InputAnswer): Promise<void> {
     return this.inputs.answer(taskId, requestId, answer);
   }
 
@@ -103,9 +118,25 @@ export class TaskExecution {
     return this.running.taskOf(sessionKey);
   }
 
-  /** Stops a task; resolves when it has ended (see RunningTasks.stop). */
-  stop(taskId: string, reason: RunnerError): Promise<boolean> {
+  /** Stops a task, here or on the node running it; resolves when it has ended (see RunningTasks.stop). */
+  async stop(taskId: string, reason: RunnerError): Promise<boolean> {
+    const elsewhere = await this.nodeRunning(taskId);
+    if (!elsewhere) return this.stopHere(taskId, reason);
+    await this.deps.bus!.request(elsewhere, { kind: 'stop_task', taskId, error: reason.toBody() }, REMOTE_STOP_MS);
+    return true;
+  }
+
+  /** Stops a task of this node (another node may have asked). */
+  stopHere(taskId: string, reason: RunnerError): Promise<boolean> {
     return this.running.stop(taskId, reason);
+  }
+
+  /** The other node that runs the task, when it is not this one. */
+  private async nodeRunning(taskId: string): Promise<string | null> {
+    if (!this.deps.bus || this.running.has(taskId)) return null;
+    const task = await this.deps.store.getTask(taskId);
+    if (!task || !isActive(task.status) || task.runnerId === null || task.runnerId === this.deps.runnerId) return null;
+    return task.runnerId;
   }
 
   stopAll(reason: RunnerError): Promise<void> {
@@ -162,7 +193,7 @@ export class TaskExecution {
     try {
       const session = await deps.store.getSessionByKey(task.sessionKey);
       outcome.resumed = (session?.turns ?? 0) > 0;
-      await deps.announcements.settled(task.id);
+      await deps.announcements.settled(task);
       // Stored while the sandbox and the gateway get ready (events keep their order); awaited before the agent starts.
       const started = deps.events.append(task.sessionKey, task.id, 'task_start', { taskId: task.id, sessionId: task.sessionId, resumed: outcome.resumed });
       started.catch(() => undefined);

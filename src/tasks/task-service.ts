@@ -12,6 +12,7 @@ import { newId } from '../core/ids.ts';
 import { queuedTask, type InputAnswer, type Page, type Task, type TaskOptions } from '../core/model.ts';
 import { isActive } from '../core/task-status.ts';
 import type { PageRequest, Store } from '../core/ports/store.ts';
+import type { ClusterBus } from '../core/ports/cluster-bus.ts';
 import { validateTaskEnv } from '../core/task-env.ts';
 import type { EventLog } from '../events/event-log.ts';
 import { hotPath } from '../metrics/hot-path.ts';
@@ -47,6 +48,8 @@ export interface TaskServiceDeps {
   completions: TaskCompletions;
   endings: TaskEndings;
   announcements: QueueAnnouncements;
+  /** Other nodes on the same store (PostgreSQL). */
+  bus?: ClusterBus;
   sealer: EnvSealer;
   redactor: Redactor;
   maxQueuedPerSession: number;
@@ -118,6 +121,8 @@ export class TaskService {
         deps.scheduler.poke();
         const position = await deps.store.queuePosition(result.task);
         await deps.events.append(session.key, task.id, 'task_queued', { taskId: task.id, sessionId: session.id, position });
+        // Other nodes' schedulers (the session may be another node's): once announced, as they would wait for it.
+        deps.bus?.notify({ kind: 'queued' }).catch(() => undefined);
       }
       return result;
     } finally {

@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import { Kysely, Migrator } from 'kysely';
+import { NodeSqliteDatabase, NodeSqliteDialect } from '../../src/store/sqlite/dialect.ts';
 import { openSqliteStore, sqliteIntegrityCheck } from '../../src/store/sqlite/index.ts';
+import { migrationProvider } from '../../src/store/sqlite/migrations/index.ts';
 import { makeOutcome, NO_ACTIVITY, makeSession, makeTask } from './fixtures.ts';
 import { defineStoreSuite } from './store-suite.ts';
 
@@ -141,7 +144,8 @@ describe('SQLite store', () => {
       assert.deepEqual({ session: await store.summarizeSession(s.key), tasks: await store.listTasks(s.key, { limit: 10 }) }, before);
       assert.deepEqual((await store.readEvents(s.key, 0, 10)).map((e) => [e.seq, e.data]), [[1, { text: 'hello' }]]);
       assert.equal((await store.enqueueTask(makeTask(s, 't3', { idempotencyKey: 'k', requestHash: 'h' }), { maxQueued: 10 })).created, false);
-      assert.deepEqual((await store.claimTasks('runner-2', 5, 2_000)).map((t) => t.id), ['t2']);
+      assert.deepEqual((await store.claimTasks('runner-2', 5, 2_000)).map((t) => t.id), [], 'the session is still runner-1\'s');
+      assert.deepEqual((await store.claimTasks('runner-1', 5, 2_000)).map((t) => t.id), ['t2']);
       assert.deepEqual((await store.appendEvents([{ sessionKey: s.key, taskId: null, type: 'session_reset', data: {} }], 2_000)).map((e) => e.seq), [2]);
     } finally {
       await store.close();
@@ -149,7 +153,28 @@ describe('SQLite store', () => {
     const raw = new DatabaseSync(file);
     const migrations = raw.prepare('select name from kysely_migration order by name').all().map((r) => r.name);
     raw.close();
-    assert.deepEqual(migrations, ['001_initial', '002_task_events_index', '003_webhooks', '004_pending_input']);
+    assert.deepEqual(migrations, ['001_initial', '002_task_events_index', '003_webhooks', '004_pending_input', '005_nodes']);
+  });
+
+  test('a file of before nodes (migration 004) opens with its sessions unowned and its queue claimable', async () => {
+    const old = new Kysely<any>({ dialect: new NodeSqliteDialect({ database: new NodeSqliteDatabase(new DatabaseSync(file)) }) });
+    const { error } = await new Migrator({ db: old, provider: migrationProvider }).migrateTo('004_pending_input');
+    assert.equal(error, undefined);
+    const s = makeSession(1);
+    await old.insertInto('sessions').values({
+      key: s.key, tenant_id: s.tenantId, id: s.id, agent: s.agent, turns: 0, total_cost_usd: 0, created_at: 1, last_activity_at: 1,
+    }).execute();
+    await old.insertInto('tasks').values({ id: 'old-task', session_key: s.key, tenant_id: s.tenantId, session_id: s.id, status: 'queued', message: 'm', created_at: 2 }).execute();
+    await old.destroy();
+    const store = await openSqliteStore({ file });
+    try {
+      assert.equal(await store.sessionOwner(s.key), null);
+      assert.deepEqual((await store.claimTasks('node-1', 5, 1_000)).map((t) => t.id), ['old-task']);
+      assert.equal(await store.sessionOwner(s.key), 'node-1');
+      assert.deepEqual(await store.listNodes(0), []);
+    } finally {
+      await store.close();
+    }
   });
 
   test('an in-memory database works and close is idempotent', async () => {
@@ -166,8 +191,11 @@ describe('SQLite store', () => {
     try {
       const s = makeSession(1);
       await store.createSession(s, { maxSessions: 10 });
-      // A task whose session does not exist breaks the foreign key inside enqueueTask's transaction.
-      await assert.rejects(store.enqueueTask(makeTask(makeSession(2), 'orphan'), { maxQueued: 10 }));
+      // The batch's first session takes its seqs, then the unknown second one fails the transaction.
+      const event = (sessionKey: string) => ({ sessionKey, taskId: null, type: 'text' as const, data: { text: 'x' } });
+      await assert.rejects(store.appendEvents([event(s.key), event('key-unknown')], 1_000), { code: 'SESSION_NOT_FOUND' });
+      assert.deepEqual(await store.eventBounds(s.key), { firstSeq: 0, lastSeq: 0 });
+      await assert.rejects(store.enqueueTask(makeTask(makeSession(2), 'orphan'), { maxQueued: 10 }), { code: 'SESSION_NOT_FOUND' });
       assert.equal(await store.getTask('orphan'), undefined);
       assert.equal((await store.enqueueTask(makeTask(s, 't1'), { maxQueued: 10 })).created, true);
     } finally {

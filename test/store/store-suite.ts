@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe } from 'node:test';
 import type { Store } from '../../src/core/ports/store.ts';
 import { defineClaimTests } from './suite-claim.ts';
 import { defineEventTests } from './suite-events.ts';
+import { defineNodeTests } from './suite-nodes.ts';
 import { defineSessionTests } from './suite-sessions.ts';
 import { defineTaskTests } from './suite-tasks.ts';
 
@@ -39,5 +40,6 @@ export function defineStoreSuite(name: string, open: OpenStore): void {
     describe('tasks', () => defineTaskTests(useStore(open)));
     describe('claiming and ending tasks', () => defineClaimTests(useStore(open)));
     describe('events', () => defineEventTests(useStore(open)));
+    describe('nodes and sticky sessions', () => defineNodeTests(useStore(open)));
   });
 }

@@ -164,8 +164,10 @@ export function defineClaimTests(getStore: () => Store): void {
     assert.deepEqual(await store.interruptRunningTasks(null, interruptError, 5_001), []);
     assert.equal(await store.countRunningTasks(), 0);
     assert.equal(await store.finishTask('c0', 'runner-2', makeOutcome(), NO_ACTIVITY), false, 'an interrupted task cannot be finished');
-    // Their sessions can run again.
-    assert.deepEqual((await store.claimTasks('runner-3', 5, 6_000)).map((t) => t.id).sort(), ['a1', 'b1', 'c1']);
+    // Their sessions can run again: still their runners' (sticky), any runner's once released.
+    assert.deepEqual(await store.claimTasks('runner-3', 5, 6_000), []);
+    await store.releaseSessions(null);
+    assert.deepEqual((await store.claimTasks('runner-3', 5, 6_001)).map((t) => t.id).sort(), ['a1', 'b1', 'c1']);
   });
 
   test('a task waiting for a person reads awaiting_input, keeps its session busy, finishes, and is interrupted like a running one', async () => {

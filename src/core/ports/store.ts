@@ -41,6 +41,27 @@ export interface EventBounds {
   lastSeq: number;
 }
 
+/** A runner process sharing the database (several nodes: src/cluster). */
+export interface NodeRecord {
+  id: string;
+  /** Where its API listens (for operators; nodes never call each other). */
+  address: string;
+  startedAt: number;
+  /** The node is alive until then; it renews the lease with heartbeats. */
+  leaseExpiresAt: number;
+  /** A random value the node also wrote to DATA_DIR/nodes/<id>: other nodes check they see it (a shared DATA_DIR). */
+  dataDirMark: string;
+}
+
+/** What taking over a node whose lease expired changed. */
+export interface NodeTakeover {
+  nodeId: string;
+  /** Its tasks that were running, as they were; they are `interrupted` now. */
+  interrupted: Task[];
+  /** The sessions it owned; they have no owner now. */
+  releasedSessions: string[];
+}
+
 export interface RetentionPolicy {
   maxEventsPerSession: number;
   maxEventAgeMs: number;
@@ -92,6 +113,9 @@ export interface Store {
    * running task, its oldest queued task; sessions served least recently go
    * first (ties: oldest queued task first; "oldest" is createdAt, then submit
    * order). Claimed tasks become running, owned by runnerId, with startedAt=now.
+   * Sessions are sticky: only sessions owned by runnerId or by no node are
+   * claimed, and a claimed session becomes runnerId's. Safe when several
+   * nodes claim at once: never two running tasks in one session.
    */
   claimTasks(runnerId: string, limit: number, now: number): Promise<Task[]>;
   /**
@@ -121,6 +145,27 @@ export interface Store {
   abortQueuedTasks(target: { sessionKey: string } | { taskId: string }, error: ErrorBody, now: number): Promise<string[]>;
   /** Running tasks (of one runner, or of any when null) become interrupted. Returns them as they were. */
   interruptRunningTasks(runnerId: string | null, error: ErrorBody, now: number): Promise<Task[]>;
+
+  // ── nodes (runner processes sharing this store) ───────────────────────
+  /** Adds the node, or replaces its row (a restart under the same id). */
+  registerNode(node: NodeRecord): Promise<void>;
+  /** Extends the node's lease; false when its row is gone (taken over meanwhile: the node must stop what it runs). */
+  renewNodeLease(nodeId: string, leaseExpiresAt: number): Promise<boolean>;
+  /** Nodes whose lease has not expired at `now`, oldest first (startedAt, then id). */
+  listNodes(now: number): Promise<NodeRecord[]>;
+  /**
+   * Takes over every node (other than `byNodeId`) whose lease expired before
+   * `now`: for each, in one transaction, its running tasks become interrupted
+   * with `error`, its sessions lose their owner and its row is removed. Two
+   * nodes reaping at once take each dead node once.
+   */
+  reapExpiredNodes(byNodeId: string, error: ErrorBody, now: number): Promise<NodeTakeover[]>;
+  /** The node leaves (shutdown): its sessions lose their owner and its row is removed. */
+  removeNode(nodeId: string): Promise<void>;
+  /** Sessions owned by the node (or by any node when null) lose their owner, so any node may run their next task. */
+  releaseSessions(nodeId: string | null): Promise<void>;
+  /** The node that owns the session (runs its tasks, holds its sandbox), or null. */
+  sessionOwner(sessionKey: string): Promise<string | null>;
 
   // ── events ────────────────────────────────────────────────────────────
   /** Appends in order, assigning each session's next sequence numbers, in one transaction. Throws SESSION_NOT_FOUND (and appends nothing) for an unknown session. */

@@ -87,6 +87,7 @@ export class DockerSandboxDriver implements SandboxDriver {
   #config: ContainerConfig;
   #logger: SandboxLogger;
   #readyTimeoutMs: number;
+  #ownerGone: DockerSandboxDriverOptions['ownerGone'];
   #agentOwner: { uid: number; gid: number };
   /** Per-session queue: ensure/stop/remove of one session never overlap. */
   #queues = new KeyedLock();
@@ -112,6 +113,7 @@ export class DockerSandboxDriver implements SandboxDriver {
     this.openNetwork = options.openNetwork ?? OPEN_NETWORK;
     this.#logger = options.logger ?? silentLogger;
     this.#readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
+    this.#ownerGone = options.ownerGone;
     const [uid, gid] = this.agentUser.split(':').map(Number);
     this.#agentOwner = { uid: uid ?? AGENT_UID, gid: gid ?? uid ?? AGENT_GID };
     const { claudeExecutablePath, limits, runtime } = options;
@@ -212,16 +214,17 @@ export class DockerSandboxDriver implements SandboxDriver {
 
       if (info) {
         const owner = info.Config.Labels?.[LABELS.instance];
-        if (owner !== this.runnerId) {
-          throw new RunnerError(
-            'SANDBOX_UNAVAILABLE',
-            `A container named ${name} exists but belongs to ${owner ? `runner "${owner}"` : 'another program'}; it is left alone.`,
-          );
+        // Another runner node's, on a shared engine: taken only once that node is gone (the session is ours now).
+        const left = owner !== this.runnerId && owner !== undefined && (await this.#ownerGone?.(owner)) === true;
+        if (owner !== this.runnerId && !left) {
+          const by = owner ? `runner "${owner}"` : 'another program';
+          throw new RunnerError('SANDBOX_UNAVAILABLE', `A container named ${name} exists but belongs to ${by}; it is left alone.`);
         }
         const stale = info.Config.Labels?.[LABELS.specHash] !== wantedHash || info.Image !== imageId;
         const broken = info.State.Dead || info.State.Status === 'removing';
-        if (stale || broken) {
-          this.#logger.info({ ...log, reason: stale ? 'spec or image changed' : 'dead' }, 'sandbox: recreating the container');
+        if (stale || broken || left) {
+          const reason = left ? `left by runner "${owner}"` : stale ? 'spec or image changed' : 'dead';
+          this.#logger.info({ ...log, reason }, 'sandbox: recreating the container');
           await this.#forceRemove(name, spec.sessionKey);
           info = null;
         }
@@ -386,10 +389,7 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   async list(): Promise<SandboxInfo[]> {
     try {
-      const containers = await this.docker.listContainers({
-        all: true,
-        filters: { label: [`${LABELS.instance}=${this.runnerId}`] },
-      });
+      const containers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.instance}=${this.runnerId}`] } });
       return containers
         .filter((c) => c.Labels?.[LABELS.instance] === this.runnerId)
         .map((c) => ({ sessionKey: c.Labels[LABELS.sessionKey] ?? '', id: c.Id, running: c.State === 'running' }));

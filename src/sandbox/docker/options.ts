@@ -32,6 +32,12 @@ export interface DockerSandboxDriverOptions {
    * else from inside the sandbox; 'sandbox' always reads from inside.
    */
   countersFrom?: 'auto' | 'sandbox';
+  /**
+   * Several runner nodes on one engine: whether the runner that labelled a
+   * container is gone (its sessions taken over). Such a container in the way
+   * of a session's is removed; without this, never.
+   */
+  ownerGone?: (runnerId: string) => Promise<boolean>;
 }
 
 export const DEFAULT_IMAGE = 'claude-runner-sandbox:latest';

@@ -1,7 +1,9 @@
 /**
- * Kysely's SQLite dialect over Node's built-in `node:sqlite`, with two changes
- * to kysely's own driver: transactions start with BEGIN IMMEDIATE, and DDL is
- * declared transactional so migrations run inside one transaction.
+ * Kysely's SQLite dialect over Node's built-in `node:sqlite`, with three changes
+ * to kysely's own: transactions start with BEGIN IMMEDIATE, DDL is declared
+ * transactional so migrations run inside one transaction, and row locks
+ * (FOR UPDATE, SKIP LOCKED: the statements shared with PostgreSQL) are left
+ * out, SQLite having none: its write transactions run one at a time, start to end.
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
@@ -9,9 +11,13 @@ import {
   SqliteAdapter,
   SqliteDialect,
   SqliteDriver,
+  SqliteQueryCompiler,
   type DatabaseConnection,
   type DialectAdapter,
   type Driver,
+  type QueryCompiler,
+  type SelectModifierNode,
+  type SelectQueryNode,
   type SqliteDatabase,
   type SqliteDialectConfig,
   type SqliteStatement,
@@ -109,6 +115,16 @@ class TransactionalDdlSqliteAdapter extends SqliteAdapter {
   }
 }
 
+/** Row-lock clauses of a SELECT: meaningless where a write transaction holds the whole database. */
+const ROW_LOCKS: ReadonlySet<SelectModifierNode['modifier']> = new Set(['ForUpdate', 'ForShare', 'ForKeyShare', 'ForNoKeyUpdate', 'SkipLocked', 'NoWait']);
+
+class RowLockFreeSqliteQueryCompiler extends SqliteQueryCompiler {
+  protected override visitSelectQuery(node: SelectQueryNode): void {
+    const kept = node.endModifiers?.filter((m) => !m.modifier || !ROW_LOCKS.has(m.modifier));
+    super.visitSelectQuery(kept?.length === node.endModifiers?.length ? node : { ...node, endModifiers: kept?.length ? kept : undefined });
+  }
+}
+
 export class NodeSqliteDialect extends SqliteDialect {
   readonly #config: SqliteDialectConfig;
 
@@ -123,5 +139,9 @@ export class NodeSqliteDialect extends SqliteDialect {
 
   override createAdapter(): DialectAdapter {
     return new TransactionalDdlSqliteAdapter();
+  }
+
+  override createQueryCompiler(): QueryCompiler {
+    return new RowLockFreeSqliteQueryCompiler();
   }
 }

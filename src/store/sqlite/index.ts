@@ -3,8 +3,9 @@
  * built-in node:sqlite, through kysely.
  *
  * Owns: the SQLite file (schema, migrations, pragmas), the node:sqlite ↔ kysely
- * adapter, and every SQL statement the store runs. Everything dialect-specific
- * stays in this folder, so another dialect can sit next to it behind the same port.
+ * adapter, the WAL's group commit, and the statements SQLite runs its own way
+ * (writes.ts); the statements every dialect shares are src/store/shared's.
+ * Everything SQLite-specific stays in this folder (PostgreSQL: src/store/postgres).
  *
  * Must not touch: the domain (src/core) — it only maps rows to the records
  * there and throws its RunnerError codes; nor policy — limits and retention
@@ -21,19 +22,13 @@ import { DatabaseSync } from 'node:sqlite';
 import { Kysely, Migrator, sql } from 'kysely';
 import type { Store } from '../../core/ports/store.ts';
 import type { WebhookOutbox } from '../../core/ports/webhook-outbox.ts';
-import { hotPath, type HotPhase } from '../../metrics/hot-path.ts';
+import type { Database } from '../schema.ts';
+import { sharedStoreMethods, webhookOutbox } from '../shared/index.ts';
+import { timedStore, type AroundCall } from '../timed.ts';
 import { NodeSqliteDatabase, NodeSqliteDialect } from './dialect.ts';
-import { appendEvents, eventBounds, readEvents, taskFirstEventSeq, trimEvents } from './events.ts';
-import { abortQueuedTasks, claimTasks, finishTask, interruptRunningTasks, recordTaskSpend, recordTaskTool, setPendingInput } from './lifecycle.ts';
 import { migrationProvider } from './migrations/index.ts';
-import type { Database } from './schema.ts';
-import {
-  createSession, deleteSession, findSession, getSessionByKey, listAllSessionKeys, listIdleSessions,
-  listSessions, resetSession, summarizeSession,
-} from './sessions.ts';
-import { sqliteWebhookOutbox } from './webhooks.ts';
-import { countQueuedTasks, countRunningTasks, enqueueTask, getTask, listTasks, oldestUnfinishedTask, queuePosition } from './tasks.ts';
 import { fileSyncer, WalSync, type FileSyncer } from './wal-sync.ts';
+import { claimTasks, createSession, enqueueTask } from './writes.ts';
 
 export interface SqliteStoreOptions {
   /** Path of the database file, or ':memory:'. */
@@ -110,40 +105,20 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     await db.destroy();
     await syncer.close();
   };
-  return durableStore(wal, {
+  // Every call resolves only once what was written until then is on disk (wal-sync.ts), its error aside.
+  const durable: AroundCall = async (call) => {
+    const result = await call();
+    await wal?.sync();
+    return result;
+  };
+  return timedStore({
+    // Left out of `durable` (timedStore leaves close alone): the WAL is gone after it (checkpointed into the database, synced).
     close: () => (closing ??= close()),
-    webhookOutbox: durableStore(wal, sqliteWebhookOutbox(db)),
-
-    findSession: (tenantId, id) => findSession(db, tenantId, id),
-    getSessionByKey: (key) => getSessionByKey(db, key),
+    webhookOutbox: timedStore(webhookOutbox(db), durable),
+    ...sharedStoreMethods(db),
     createSession: (session, limits) => createSession(db, session, limits),
-    listSessions: (tenantId, page) => listSessions(db, tenantId, page),
-    summarizeSession: (key) => summarizeSession(db, key),
-    resetSession: (key, at) => resetSession(db, key, at),
-    deleteSession: (key) => deleteSession(db, key),
-    listIdleSessions: (before) => listIdleSessions(db, before),
-    listAllSessionKeys: () => listAllSessionKeys(db),
-
     enqueueTask: (task, limits) => enqueueTask(db, task, limits),
-    getTask: (id) => getTask(db, id),
-    listTasks: (sessionKey, page) => listTasks(db, sessionKey, page),
-    queuePosition: (task) => queuePosition(db, task),
-    countRunningTasks: () => countRunningTasks(db),
-    countQueuedTasks: () => countQueuedTasks(db),
-    oldestUnfinishedTask: (sessionKey) => oldestUnfinishedTask(db, sessionKey),
     claimTasks: (runnerId, limit, now) => claimTasks(db, runnerId, limit, now),
-    recordTaskSpend: (taskId, spend) => recordTaskSpend(db, taskId, spend),
-    recordTaskTool: (taskId, tool) => recordTaskTool(db, taskId, tool),
-    setPendingInput: (taskId, pending) => setPendingInput(db, taskId, pending),
-    finishTask: (taskId, runnerId, outcome, session) => finishTask(db, taskId, runnerId, outcome, session),
-    abortQueuedTasks: (target, error, now) => abortQueuedTasks(db, target, error, now),
-    interruptRunningTasks: (runnerId, error, now) => interruptRunningTasks(db, runnerId, error, now),
-
-    appendEvents: (events, now) => appendEvents(db, events, now),
-    readEvents: (sessionKey, afterSeq, limit) => readEvents(db, sessionKey, afterSeq, limit),
-    eventBounds: (sessionKey) => eventBounds(db, sessionKey),
-    taskFirstEventSeq: (sessionKey, taskId) => taskFirstEventSeq(db, sessionKey, taskId),
-    trimEvents: (policy, now) => trimEvents(db, policy, now),
 
     integrityCheck: async () => {
       const { rows } = await sql<{ integrity_check: string }>`pragma integrity_check`.execute(db);
@@ -162,39 +137,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
         busyTimeout: await one<number>('busy_timeout'),
       };
     },
-  });
-}
-
-/** The store's writes and reads that a task's path makes, timed (store_write, store_read: src/metrics/hot-path.ts). */
-const TIMED: ReadonlyArray<[keyof Store, HotPhase]> = [
-  ['enqueueTask', 'store_write'], ['claimTasks', 'store_write'], ['recordTaskSpend', 'store_write'], ['recordTaskTool', 'store_write'],
-  ['setPendingInput', 'store_write'], ['finishTask', 'store_write'], ['appendEvents', 'store_write'], ['createSession', 'store_write'],
-  ['findSession', 'store_read'], ['getSessionByKey', 'store_read'], ['getTask', 'store_read'], ['queuePosition', 'store_read'],
-  ['readEvents', 'store_read'], ['eventBounds', 'store_read'], ['oldestUnfinishedTask', 'store_read'],
-];
-
-const TIMED_PHASE: ReadonlyMap<string, HotPhase> = new Map(TIMED);
-
-/**
- * Every method of `target` resolves only once what was written until then is
- * on disk (wal-sync.ts), its error aside; those of a task's path are timed.
- */
-function durableStore<T extends object>(wal: WalSync | undefined, target: T): T {
-  const methods = target as unknown as Record<string, unknown>;
-  for (const [name, method] of Object.entries(methods)) {
-    // close: the WAL is gone after it (checkpointed into the database, synced).
-    if (typeof method !== 'function' || name === 'close') continue;
-    const phase = TIMED_PHASE.get(name);
-    const call = method as (...args: unknown[]) => Promise<unknown>;
-    methods[name] = async (...args: unknown[]) => {
-      const startedAt = performance.now();
-      const result = await call(...args);
-      await wal?.sync();
-      if (phase) hotPath.since(phase, startedAt);
-      return result;
-    };
-  }
-  return target;
+  }, durable);
 }
 
 /** SQLite result codes of a file too damaged to even check (SQLITE_CORRUPT, SQLITE_NOTADB). */

@@ -1,11 +1,11 @@
-/** The per-session event logs: append with seq, read after a seq, trim. */
+/** The per-session event logs: append with seq, read after a seq, trim. The same in every dialect. */
 import { sql, type Insertable } from 'kysely';
 import { RunnerError } from '../../core/errors.ts';
 import type { NewEvent, StoredEvent } from '../../core/events.ts';
 import type { EventBounds, RetentionPolicy } from '../../core/ports/store.ts';
-import { toEvent, type Db, type EventsTable } from './schema.ts';
+import { toEvent, type Db, type EventsTable } from '../schema.ts';
 
-/** 6 columns a row: well under SQLite's limit of bound parameters a statement. */
+/** 6 columns a row: well under the limit of bound parameters a statement (SQLite 32766, PostgreSQL 65535). */
 const INSERT_CHUNK = 500;
 
 export async function appendEvents(db: Db, events: NewEvent[], now: number): Promise<StoredEvent[]> {
@@ -15,8 +15,11 @@ export async function appendEvents(db: Db, events: NewEvent[], now: number): Pro
   return db.transaction().execute(async (trx) => {
     // Reserve each session's block of seqs on the session row: the counter
     // outlives trimmed and deleted events, so a seq is never handed out twice.
+    // PostgreSQL: the update locks the row until commit, so appends to one
+    // session commit in seq order; rows are taken in key order, so two batches
+    // of the same sessions never wait for each other in a circle.
     const next = new Map<string, number>();
-    for (const [key, n] of counts) {
+    for (const [key, n] of [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const row = await trx.updateTable('sessions')
         .set((eb) => ({ last_event_seq: eb('last_event_seq', '+', n) }))
         .where('key', '=', key)
@@ -64,7 +67,8 @@ export async function eventBounds(db: Db, sessionKey: string): Promise<EventBoun
 /**
  * Rows trimEvents deletes a statement. node:sqlite is synchronous: a delete
  * holds the whole process, so a big backlog goes in bounded steps, with the
- * event loop (and other queries) served between them.
+ * event loop (and other queries) served between them; PostgreSQL holds its
+ * row locks for shorter that way too.
  */
 const TRIM_BATCH = 5_000;
 

@@ -1,51 +1,15 @@
-/** Moving tasks through their statuses: claim, finish, abort, interrupt. */
+/**
+ * Moving tasks through their statuses after the claim: finish, abort,
+ * interrupt; what a running task spends and uses. The same in every dialect:
+ * rows read to be changed are locked (FOR UPDATE) for PostgreSQL, whose
+ * transactions run side by side; SQLite runs one at a time and drops the clause.
+ */
 import { sql } from 'kysely';
 import { RunnerError, type ErrorBody } from '../../core/errors.ts';
 import type { SessionActivity, TaskOutcome } from '../../core/ports/store.ts';
 import { addUsage, emptyUsage, type PendingInput, type Task, type TokenUsage } from '../../core/model.ts';
 import { isFinal } from '../../core/task-status.ts';
-import { toJson, toTask, type Db } from './schema.ts';
-
-export async function claimTasks(db: Db, runnerId: string, limit: number, now: number): Promise<Task[]> {
-  if (!(limit >= 1)) return [];
-  return db.transaction().execute(async (trx) => {
-    // Each idle session's head task; the sessions served longest ago first, so
-    // a session with a long backlog gets one task per round like any other.
-    const heads = await trx.selectFrom('tasks as t')
-      .innerJoin('sessions as s', 's.key', 't.session_key')
-      .select(['t.seq', 't.session_key'])
-      .where('t.status', '=', 'queued')
-      .where((eb) => eb.not(eb.exists(
-        eb.selectFrom('tasks as e').select(sql.lit(1).as('one'))
-          .whereRef('e.session_key', '=', 't.session_key')
-          .where('e.status', '=', 'queued')
-          .where((eb2) => eb2(eb2.refTuple('e.created_at', 'e.seq'), '<', eb2.refTuple('t.created_at', 't.seq'))),
-      )))
-      .where((eb) => eb.not(eb.exists(
-        eb.selectFrom('tasks as r').select(sql.lit(1).as('one'))
-          .whereRef('r.session_key', '=', 't.session_key')
-          .where('r.status', '=', 'running'),
-      )))
-      .orderBy('s.last_served_at').orderBy('t.created_at').orderBy('t.seq')
-      .limit(Math.floor(limit))
-      .execute();
-    if (heads.length === 0) return [];
-    const seqs = heads.map((h) => h.seq);
-    const rows = await trx.updateTable('tasks')
-      .set({ status: 'running', runner_id: runnerId, started_at: now })
-      .where('seq', 'in', seqs).where('status', '=', 'queued')
-      .returningAll()
-      .execute();
-    await trx.updateTable('sessions').set({ last_served_at: now })
-      .where('key', 'in', heads.map((h) => h.session_key)).execute();
-    // RETURNING has no defined order: give the tasks back in claim order.
-    const bySeq = new Map(rows.map((r) => [r.seq, r]));
-    return seqs.flatMap((s) => {
-      const row = bySeq.get(s);
-      return row ? [toTask(row)] : [];
-    });
-  });
-}
+import { toJson, toTask, type Db } from '../schema.ts';
 
 export async function finishTask(db: Db, taskId: string, runnerId: string, outcome: TaskOutcome, activity: SessionActivity): Promise<boolean> {
   if (!isFinal(outcome.status)) {
@@ -53,7 +17,7 @@ export async function finishTask(db: Db, taskId: string, runnerId: string, outco
   }
   return db.transaction().execute(async (trx) => {
     const row = await trx.selectFrom('tasks').select(['session_key', 'status', 'runner_id', 'cost_usd', 'usage'])
-      .where('id', '=', taskId).executeTakeFirst();
+      .where('id', '=', taskId).forUpdate().executeTakeFirst();
     if (!row) return false;
     const ours = row.status === 'running' && row.runner_id === runnerId;
     // Queued, or running for another runner: not this runner's to end, nor to count.
@@ -100,7 +64,7 @@ export async function recordTaskSpend(db: Db, taskId: string, spend: { costUsd: 
   await db.transaction().execute(async (trx) => {
     // Whatever the task's status: a call metered after its end (cut, then answered) was still paid for.
     const row = await trx.selectFrom('tasks').select(['session_key', 'cost_usd', 'usage'])
-      .where('id', '=', taskId).where('status', '!=', 'queued').executeTakeFirst();
+      .where('id', '=', taskId).where('status', '!=', 'queued').forUpdate().executeTakeFirst();
     if (!row) return;
     const usage = addUsage(row.usage ? (JSON.parse(row.usage) as TokenUsage) : emptyUsage(), spend.usage);
     await trx.updateTable('tasks').set({ cost_usd: (row.cost_usd ?? 0) + spend.costUsd, usage: JSON.stringify(usage) })
@@ -118,7 +82,7 @@ export async function setPendingInput(db: Db, taskId: string, pending: PendingIn
 
 export async function recordTaskTool(db: Db, taskId: string, tool: string): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    const row = await trx.selectFrom('tasks').select('tools').where('id', '=', taskId).where('status', '=', 'running').executeTakeFirst();
+    const row = await trx.selectFrom('tasks').select('tools').where('id', '=', taskId).where('status', '=', 'running').forUpdate().executeTakeFirst();
     if (!row) return;
     const tools = JSON.parse(row.tools) as string[];
     if (tools.includes(tool)) return;
@@ -141,22 +105,25 @@ export async function abortQueuedTasks(
 export async function interruptRunningTasks(
   db: Db, runnerId: string | null, error: ErrorBody, now: number,
 ): Promise<Task[]> {
-  return db.transaction().execute(async (trx) => {
-    let select = trx.selectFrom('tasks').selectAll().where('status', '=', 'running');
-    if (runnerId !== null) select = select.where('runner_id', '=', runnerId);
-    const rows = await select.orderBy('started_at').orderBy('seq').execute();
-    if (rows.length === 0) return [];
-    await trx.updateTable('tasks')
-      .set({
-        status: 'interrupted',
-        finished_at: now,
-        error: JSON.stringify(error),
-        sealed_env: null,
-        pending_input: null,
-        duration_ms: sql<number>`case when started_at is null or started_at > ${now} then 0 else ${now} - started_at end`,
-      })
-      .where('seq', 'in', rows.map((r) => r.seq)).where('status', '=', 'running')
-      .execute();
-    return rows.map(toTask);
-  });
+  return db.transaction().execute((trx) => interruptRunning(trx, runnerId, error, now));
+}
+
+/** In the caller's transaction: running tasks (of one runner, or of any when null) become interrupted; returns them as they were. */
+export async function interruptRunning(trx: Db, runnerId: string | null, error: ErrorBody, now: number): Promise<Task[]> {
+  let select = trx.selectFrom('tasks').selectAll().where('status', '=', 'running');
+  if (runnerId !== null) select = select.where('runner_id', '=', runnerId);
+  const rows = await select.orderBy('started_at').orderBy('seq').forUpdate().execute();
+  if (rows.length === 0) return [];
+  await trx.updateTable('tasks')
+    .set({
+      status: 'interrupted',
+      finished_at: now,
+      error: JSON.stringify(error),
+      sealed_env: null,
+      pending_input: null,
+      duration_ms: sql<number>`case when started_at is null or started_at > ${now} then 0 else ${now} - started_at end`,
+    })
+    .where('seq', 'in', rows.map((r) => r.seq)).where('status', '=', 'running')
+    .execute();
+  return rows.map(toTask);
 }

@@ -1,10 +1,10 @@
-/** Session operations of the SQLite store. */
+/** Session operations, the same in every dialect (creating one is the dialect's: it decides how concurrent creations see each other). */
 import { sql, type ExpressionBuilder } from 'kysely';
 import { RunnerError } from '../../core/errors.ts';
 import type { PageRequest } from '../../core/ports/store.ts';
 import type { Page, Session, SessionSummary } from '../../core/model.ts';
 import { decodeCursor, encodeCursor, pageLimit } from '../cursor.ts';
-import { sessionToRow, toSession, toSummary, type Database, type Db } from './schema.ts';
+import { sessionToRow, toSession, toSummary, type Database, type Db } from '../schema.ts';
 
 export async function findSession(db: Db, tenantId: string, id: string): Promise<Session | undefined> {
   const row = await db.selectFrom('sessions').selectAll()
@@ -17,19 +17,22 @@ export async function getSessionByKey(db: Db, key: string): Promise<Session | un
   return row && toSession(row);
 }
 
-export async function createSession(
-  db: Db, session: Session, limits: { maxSessions: number },
+/**
+ * The body of createSession, in a transaction that sees every other creation
+ * (SQLite: serialized; PostgreSQL: under a lock): the stored session, or the
+ * new one unless maxSessions is reached.
+ */
+export async function insertSession(
+  trx: Db, session: Session, limits: { maxSessions: number },
 ): Promise<{ session: Session; created: boolean }> {
-  return db.transaction().execute(async (trx) => {
-    const existing = await trx.selectFrom('sessions').selectAll()
-      .where('tenant_id', '=', session.tenantId).where('id', '=', session.id).executeTakeFirst();
-    if (existing) return { session: toSession(existing), created: false };
-    const { n } = await trx.selectFrom('sessions')
-      .select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    if (Number(n) >= limits.maxSessions) throw new RunnerError('SESSION_LIMIT_REACHED');
-    const row = await trx.insertInto('sessions').values(sessionToRow(session)).returningAll().executeTakeFirstOrThrow();
-    return { session: toSession(row), created: true };
-  });
+  const existing = await trx.selectFrom('sessions').selectAll()
+    .where('tenant_id', '=', session.tenantId).where('id', '=', session.id).executeTakeFirst();
+  if (existing) return { session: toSession(existing), created: false };
+  const { n } = await trx.selectFrom('sessions')
+    .select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  if (Number(n) >= limits.maxSessions) throw new RunnerError('SESSION_LIMIT_REACHED');
+  const row = await trx.insertInto('sessions').values(sessionToRow(session)).returningAll().executeTakeFirstOrThrow();
+  return { session: toSession(row), created: true };
 }
 
 function countTasks(eb: ExpressionBuilder<Database & { s: Database['sessions'] }, 's'>, status: 'queued' | 'running') {

@@ -1,7 +1,7 @@
-/** The webhook outbox over SQLite: webhook_deliveries (one per task) and webhook_attempts. */
+/** The webhook outbox, the same in every dialect: webhook_deliveries (one per task) and webhook_attempts. */
 import type { DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookOutbox } from '../../core/ports/webhook-outbox.ts';
 import { taskStatuses, isFinal } from '../../core/task-status.ts';
-import { toTask, type Db, type TaskRow } from './schema.ts';
+import { toTask, type Db, type TaskRow } from '../schema.ts';
 
 const finalStatuses = taskStatuses.filter(isFinal);
 
@@ -23,7 +23,7 @@ function toDelivery(row: DeliveryRow): WebhookDelivery {
   };
 }
 
-export function sqliteWebhookOutbox(db: Db): WebhookOutbox {
+export function webhookOutbox(db: Db): WebhookOutbox {
   const pendingOfFinalTasks = () => db.selectFrom('webhook_deliveries as d')
     .innerJoin('tasks as t', 't.id', 'd.task_id')
     .where('d.status', '=', 'pending')
@@ -64,7 +64,7 @@ export function sqliteWebhookOutbox(db: Db): WebhookOutbox {
     async recordAttempt(taskId, attempt, next) {
       await db.transaction().execute(async (trx) => {
         const { attempts } = await trx.selectFrom('webhook_deliveries').select('attempts')
-          .where('task_id', '=', taskId).executeTakeFirstOrThrow();
+          .where('task_id', '=', taskId).forUpdate().executeTakeFirstOrThrow();
         await trx.insertInto('webhook_attempts').values({
           task_id: taskId, n: attempts + 1, at: attempt.at, status_code: attempt.statusCode,
           error: attempt.error, duration_ms: attempt.durationMs,
