@@ -5,6 +5,7 @@
  * `start` recovers from a crash and listens; `shutdown` drains and exits.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -325,7 +326,7 @@ export async function createRunner(config: Config): Promise<Runner> {
       if (shared) {
         cluster = await joinCluster({
           bus, store, events, completions, endings, scheduler, execution, sessions,
-          address: `${config.host}:${config.port}`, dataDir: config.dataDir, leaseMs: config.nodeLeaseMs,
+          address: `${hostname()}:${config.port}`, dataDir: config.dataDir, leaseMs: config.nodeLeaseMs,
           removeSandboxesOf: async (nodeId) => void (await removeContainersOf(dockerSandbox.docker, nodeId)),
           releaseEverything: async () => {
             await runtime.closeAll();

@@ -32,8 +32,11 @@ export function isDocsRoute(request: FastifyRequest): boolean {
 
 const packageVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-/** What every route behind a key can answer besides its own errors: a bad query or body, no key, a foreign Host, the rate limit, a failure of ours. */
-const GUARDED: ErrorCode[] = ['INVALID_REQUEST', 'UNAUTHORIZED', 'HOST_NOT_ALLOWED', 'RATE_LIMITED', 'INTERNAL'];
+/**
+ * What every route behind a key can answer besides its own errors: a bad query or body, no key, a foreign Host,
+ * the rate limit, a failure of ours, a database out of reach (PostgreSQL).
+ */
+const GUARDED: ErrorCode[] = ['INVALID_REQUEST', 'UNAUTHORIZED', 'HOST_NOT_ALLOWED', 'RATE_LIMITED', 'INTERNAL', 'DATABASE_UNAVAILABLE'];
 /** What an open route (no key) can answer. */
 export const OPEN_ERRORS: ErrorCode[] = ['HOST_NOT_ALLOWED', 'INTERNAL'];
 

@@ -35,7 +35,7 @@ import { WorkspaceFiles } from '../../src/workspace/files.ts';
 import { rawRequest } from '../sessions/support.ts';
 import { eventually, startHarness, type Harness } from '../support/harness.ts';
 
-const ATTACK_MS = 20_000;
+const ATTACK_MS = 10_000;
 const SENTINEL = `HOST-SENTINEL-${randomBytes(6).toString('hex')}`;
 
 const SWAPPER_C = String.raw`

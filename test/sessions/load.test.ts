@@ -1,5 +1,5 @@
 /**
- * 120 tasks over 20 sessions, submitted concurrently (wait:false): none lost
+ * 60 tasks over 10 sessions, submitted concurrently (wait:false): none lost
  * or run twice, each session's tasks run one at a time in the order they were
  * submitted, and never more than MAX_CONCURRENT_TASKS run at once (from the
  * stored start and finish times, and from the model's request log).
@@ -10,7 +10,7 @@ import { rule, text } from '../../src/scripted-model/index.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { FINAL, sleep, waitFinal } from './support.ts';
 
-const SESSIONS = 20;
+const SESSIONS = 10;
 const PER_SESSION = 6;
 const MAX_CONCURRENT = 4;
 
@@ -26,7 +26,7 @@ function maxOverlap(intervals: Array<[number, number]>): number {
   return max;
 }
 
-describe('load: 120 tasks over 20 sessions', () => {
+describe('load: 60 tasks over 10 sessions', () => {
   let h: Harness;
 
   before(async () => {

@@ -44,7 +44,7 @@ export interface EventBounds {
 /** A runner process sharing the database (several nodes: src/cluster). */
 export interface NodeRecord {
   id: string;
-  /** Where its API listens (for operators; nodes never call each other). */
+  /** Its host name and configured API port (for operators; nodes never call each other). */
   address: string;
   startedAt: number;
   /** The node is alive until then; it renews the lease with heartbeats. */

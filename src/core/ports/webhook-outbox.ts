@@ -1,7 +1,7 @@
 /**
  * The webhook outbox: deliveries stored with their tasks, due once the task
- * is final, and the attempts made for them. Implemented by the SQLite store
- * (src/store/sqlite/webhooks.ts); driven by src/webhooks/dispatcher.ts.
+ * is final, and the attempts made for them. Implemented by the store
+ * (src/store/shared/webhooks.ts, for SQLite and PostgreSQL); driven by src/webhooks/dispatcher.ts.
  */
 import type { Task } from '../model.ts';
 

@@ -15,7 +15,7 @@ export function inputRoutes(app: ZodApp, deps: HttpDeps): void {
       body: TaskInputBody,
       response: {
         200: json(TaskViewSchema, 'The task, as the answer left it (running again unless something else is pending).'),
-        ...errorResponses(['INVALID_REQUEST', 'TASK_NOT_FOUND', 'INPUT_NOT_PENDING', 'ORIGIN_NOT_ALLOWED']),
+        ...errorResponses(['INVALID_REQUEST', 'TASK_NOT_FOUND', 'INPUT_NOT_PENDING', 'ORIGIN_NOT_ALLOWED', 'NODE_UNREACHABLE']),
       },
     },
   }, async (request) => {

@@ -6,7 +6,8 @@ import { sessionView } from '../views.ts';
 import type { HttpDeps } from '../app.ts';
 
 const notFound = errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND']);
-const notFoundOrOrigin = errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']);
+// Delete and reset ask the node that holds the session (several nodes) to tear it down.
+const notFoundOrOrigin = errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'ORIGIN_NOT_ALLOWED', 'NODE_UNREACHABLE']);
 
 export function sessionRoutes(app: ZodApp, deps: HttpDeps): void {
   // The seed answers with an array; the next page's cursor travels in a header so that stays true.

@@ -111,7 +111,7 @@ export function taskRoutes(app: ZodApp, deps: HttpDeps): void {
   app.post('/tasks/:taskId/abort', {
     schema: {
       tags: ['tasks'], summary: 'Abort a task (queued or running); a task that ended is answered as it is', params: TaskParams,
-      response: { 200: json(TaskViewSchema, 'The task, as the abort left it.'), ...errorResponses(['TASK_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']) },
+      response: { 200: json(TaskViewSchema, 'The task, as the abort left it.'), ...errorResponses(['TASK_NOT_FOUND', 'ORIGIN_NOT_ALLOWED', 'NODE_UNREACHABLE']) },
     },
   }, async (request) => {
     const { taskId } = request.params;
@@ -121,7 +121,7 @@ export function taskRoutes(app: ZodApp, deps: HttpDeps): void {
   app.post('/task/:sessionId/abort', {
     schema: {
       tags: ['tasks'], summary: 'Abort the running task of a session and empty its queue (the seed\'s route)', params: SessionParams,
-      response: { 200: json(SessionAbortSchema, 'What was aborted.'), ...errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'ORIGIN_NOT_ALLOWED']) },
+      response: { 200: json(SessionAbortSchema, 'What was aborted.'), ...errorResponses(['INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'ORIGIN_NOT_ALLOWED', 'NODE_UNREACHABLE']) },
     },
   }, async (request) => {
     const { sessionId } = request.params;
