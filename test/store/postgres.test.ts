@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import pg from 'pg';
 import type { Task } from '../../src/core/model.ts';
 import { hotPath } from '../../src/metrics/hot-path.ts';
@@ -334,6 +336,48 @@ describe('PostgreSQL store, writes from outside it and the unreachable', () => {
     const url = new URL(server.url());
     url.port = '1'; // nothing listens there
     await assert.rejects(openPostgresStore({ url: url.toString() }), { name: 'RunnerError', code: 'DATABASE_UNAVAILABLE' });
+  });
+
+  test('a server that accepts but never answers is DATABASE_UNAVAILABLE after the connect timeout, not a hang', async () => {
+    const accepted: Socket[] = [];
+    const silent = createServer((socket) => void accepted.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = new URL(server.url());
+      url.host = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      const started = Date.now();
+      await assert.rejects(openPostgresStore({ url: url.toString(), connectTimeoutMs: 300 }), { name: 'RunnerError', code: 'DATABASE_UNAVAILABLE' });
+      assert.ok(Date.now() - started < 5_000, `gave up after ${Date.now() - started} ms`);
+    } finally {
+      for (const socket of accepted) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  test('a pool that stays full answers DATABASE_UNAVAILABLE after the connect timeout; the store works on after', async () => {
+    const url = await server.createDatabase({ template: migrated });
+    const store = await openPostgresStore({ url, poolSize: 1, connectTimeoutMs: 300 });
+    try {
+      const session = makeSession(1);
+      await store.createSession(session, { maxSessions: 10 });
+      // Another client locks the session's row: the store's enqueue waits on it, holding the pool's one connection.
+      const outside = new pg.Client({ connectionString: url });
+      await outside.connect();
+      try {
+        await outside.query('begin');
+        await outside.query('select key from sessions where key = $1 for update', [session.key]);
+        const enqueued = store.enqueueTask(makeTask(session, 't1'), { maxQueued: 10 });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await assert.rejects(store.getTask('t1'), { name: 'RunnerError', code: 'DATABASE_UNAVAILABLE' });
+        await outside.query('commit');
+        assert.equal((await enqueued).created, true);
+      } finally {
+        await outside.end();
+      }
+      assert.equal((await store.getTask('t1'))?.status, 'queued');
+    } finally {
+      await store.close();
+    }
   });
 
   test('close waits for the calls already issued', async () => {

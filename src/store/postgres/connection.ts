@@ -21,9 +21,13 @@ const typeParsers: pg.CustomTypesConfig = {
 export interface PoolOptions {
   url: string;
   size: number;
+  connectTimeoutMs?: number;
   /** An idle connection failed (the pool drops it and opens another when needed). */
   onIdleError?: (error: Error) => void;
 }
+
+/** How long a query waits for a connection by default: a new one to open, or one of the pool's to come free. */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 export function createPool(options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
@@ -32,6 +36,8 @@ export function createPool(options: PoolOptions): pg.Pool {
     types: typeParsers,
     application_name: 'claude-runner',
     keepAlive: true,
+    // A database out of reach (or a pool that stays full) answers DATABASE_UNAVAILABLE instead of holding requests forever.
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
   });
   // Without a listener, an idle connection's error (a server restart) would end the process.
   pool.on('error', (error) => options.onIdleError?.(error));

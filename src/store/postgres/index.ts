@@ -29,6 +29,8 @@ export interface PostgresStoreOptions {
   url: string;
   /** Connections at most (default 10); a transaction holds one start to end. */
   poolSize?: number;
+  /** How long a call waits for a connection (to open, or to come free) before DATABASE_UNAVAILABLE (default 10 s). */
+  connectTimeoutMs?: number;
   /** An idle pooled connection failed (a server restart, say); the pool replaces it when needed. */
   onIdleError?: (error: Error) => void;
 }
@@ -41,7 +43,9 @@ export interface PostgresStore extends Store {
 const DEFAULT_POOL_SIZE = 10;
 
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
-  const pool = createPool({ url: options.url, size: options.poolSize ?? DEFAULT_POOL_SIZE, onIdleError: options.onIdleError });
+  const pool = createPool({
+    url: options.url, size: options.poolSize ?? DEFAULT_POOL_SIZE, connectTimeoutMs: options.connectTimeoutMs, onIdleError: options.onIdleError,
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
     await migrate(db);
