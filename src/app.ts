@@ -327,16 +327,18 @@ export async function createRunner(config: Config): Promise<Runner> {
         cluster = await joinCluster({
           bus, store, events, completions, endings, scheduler, execution, sessions,
           address: `${hostname()}:${config.port}`, dataDir: config.dataDir, leaseMs: config.nodeLeaseMs,
-          removeSandboxesOf: async (nodeId) => void (await removeContainersOf(dockerSandbox.docker, nodeId)),
+          removeSandboxesOf: async (nodeId, createdBefore) => void (await removeContainersOf(dockerSandbox.docker, nodeId, createdBefore)),
           releaseEverything: async () => {
             await runtime.closeAll();
             await Promise.all((await sandbox.list()).map((s) => sandbox.remove(s.sessionKey)));
           },
+          interruptOwnTasks: () => recovery.interruptTasks(),
+          wakeWebhooks: () => webhooks.wake(),
           logger: logger.child({ component: 'cluster' }),
         });
       }
       await recovery.run();
-      scheduler.poke();
+      scheduler.start();
       // After recovery: ready sessions of an earlier run were removed with the other orphans.
       const pooled = shared ? [] : templates.names().filter((name) => readyPool.sizeOf(name) > 0);
       stopWatchingTemplates = watchTemplates({

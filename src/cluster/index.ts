@@ -55,6 +55,7 @@ export async function joinCluster(options: JoinOptions): Promise<ClusterMember> 
     leaseMs: options.leaseMs,
     onTakeover: (takeovers) => node.takeover(takeovers),
     onLeaseLost: () => node.leaseLost(),
+    onRejoined: () => node.rejoined(),
     logger: options.logger,
   });
   await options.bus.start();
@@ -63,12 +64,14 @@ export async function joinCluster(options: JoinOptions): Promise<ClusterMember> 
     // Nodes that died while none was up are taken over at once.
     await membership.reap();
   } catch (error) {
+    node.close();
     await options.bus.close();
     throw error;
   }
   return {
     isLive: async (nodeId) => (await membership.nodes()).some((n) => n.id === nodeId),
     leave: async () => {
+      node.close();
       await membership.leave();
       await options.bus.close();
     },

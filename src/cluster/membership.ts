@@ -26,8 +26,10 @@ export interface MembershipOptions {
   leaseMs: number;
   /** Nodes were taken over: tell their tasks' ends, clear what they left. */
   onTakeover(takeovers: NodeTakeover[]): Promise<void>;
-  /** This node's row was taken over (it looked dead: paused, cut off): what it runs is no longer its own. */
+  /** This node's lease ran out or was taken over (it looked dead: paused, cut off): what it runs may be another's. */
   onLeaseLost(): Promise<void>;
+  /** After onLeaseLost, this node has a lease again. */
+  onRejoined(): Promise<void>;
   logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }
 
@@ -43,6 +45,12 @@ export class NodeMembership {
   private renewedAt = 0;
   /** No takeover before then (this node was cut off). */
   private graceUntil = 0;
+  /** The takeover under way, apart from the heartbeat so that a slow one does not hold up the renewals. */
+  private reaping: Promise<unknown> | null = null;
+  /** This node stopped what it ran: it could not renew its lease in time, so others may take its sessions over. */
+  private fenced = false;
+  /** Fences this node half a lease after its last renewal, unless it renews again first. */
+  private fenceTimer: NodeJS.Timeout | undefined;
 
   constructor(options: MembershipOptions) {
     this.options = options;
@@ -64,14 +72,37 @@ export class NodeMembership {
         );
       }
     }
+    await this.register();
+    this.timer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(leaseMs / 3)));
+    this.timer.unref();
+  }
+
+  /** Writes a fresh mark to DATA_DIR and a fresh row with a full lease (at join, and after a lease was lost). */
+  private async register(): Promise<void> {
+    const { store, nodeId, dataDir, leaseMs } = this.options;
     const mark = randomBytes(16).toString('hex');
-    await writeFile(join(marks, nodeId), mark, { mode: 0o600 });
+    await writeFile(join(dataDir, MARKS_DIR, nodeId), mark, { mode: 0o600 });
     const now = Date.now();
     this.record = { id: nodeId, address: this.options.address, startedAt: now, leaseExpiresAt: now + leaseMs, dataDirMark: mark };
     await store.registerNode(this.record);
-    this.renewedAt = now;
-    this.timer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(leaseMs / 3)));
-    this.timer.unref();
+    this.renewed(now);
+  }
+
+  /**
+   * The lease runs to `at` + a lease. Half a lease from now, unless renewed
+   * again, this node stops all it runs: before the lease runs out and the
+   * others may take its sessions over, so one session never has two agents
+   * at work on its files (a database that hangs or a network cut alike).
+   */
+  private renewed(at: number): void {
+    this.renewedAt = at;
+    clearTimeout(this.fenceTimer);
+    this.fenceTimer = setTimeout(() => {
+      if (this.fenced || !this.record) return;
+      this.options.logger.error({ nodeId: this.options.nodeId }, 'this node could not renew its lease in time: stopping what it runs');
+      void this.fence();
+    }, Math.max(0, at + this.options.leaseMs / 2 - Date.now()));
+    this.fenceTimer.unref();
   }
 
   /** Live nodes now. */
@@ -96,7 +127,9 @@ export class NodeMembership {
   /** Leaves the cluster (shutdown): its sessions lose their owner, any node may run their next task. */
   async leave(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.fenceTimer);
     await this.beating;
+    await this.reaping;
     if (!this.record) return;
     await this.options.store.removeNode(this.record.id);
     await rm(join(this.options.dataDir, MARKS_DIR, this.record.id), { force: true });
@@ -112,27 +145,43 @@ export class NodeMembership {
     const { store, leaseMs, logger } = this.options;
     const record = this.record;
     if (!record) return;
+    const attempt = Date.now();
     try {
-      const attempt = Date.now();
-      if (!(await store.renewNodeLease(record.id, attempt + leaseMs))) {
-        logger.error({ nodeId: record.id }, 'this node\'s lease was taken over: stopping what it ran and joining again');
-        await this.options.onLeaseLost();
-        const now = Date.now();
-        this.record = { ...record, startedAt: now, leaseExpiresAt: now + leaseMs };
-        await store.registerNode(this.record);
+      // Fenced, or the row was taken over: a fresh row and lease, then the node works again.
+      const lost = this.fenced || !(await withTimeout(store.renewNodeLease(record.id, attempt + leaseMs), leaseMs / 4));
+      if (lost) {
+        if (!this.fenced) {
+          logger.error({ nodeId: record.id }, 'this node\'s lease was taken over: stopping what it ran and joining again');
+          await this.fence();
+        }
+        await this.register();
+        await this.options.onRejoined();
+        this.fenced = false;
+        logger.info({ nodeId: record.id }, 'this node joined again');
       }
-      // Cut off for a lease or more (the database down, this process paused): the others were too, maybe.
-      // They get a lease's time to renew before this node takes anyone over.
-      const cutOff = attempt - this.renewedAt > leaseMs;
-      this.renewedAt = attempt;
-      if (cutOff) {
-        this.graceUntil = attempt + leaseMs;
-        logger.warn({ nodeId: record.id }, 'this node could not renew its lease for a while: no takeover for one lease');
-      }
-      if (attempt >= this.graceUntil) await this.reap();
     } catch (error) {
       logger.warn({ err: error }, 'node heartbeat failed');
+      return;
     }
+    // Cut off for a lease or more (the database down, this process paused): the others were too, maybe.
+    // They get a lease's time to renew before this node takes anyone over.
+    const cutOff = attempt - this.renewedAt > leaseMs;
+    this.renewed(attempt);
+    if (cutOff) {
+      this.graceUntil = attempt + leaseMs;
+      logger.warn({ nodeId: record.id }, 'this node could not renew its lease for a while: no takeover for one lease');
+    }
+    if (attempt >= this.graceUntil && !this.reaping) {
+      this.reaping = this.reap()
+        .catch((error: unknown) => logger.warn({ err: error }, 'taking over dead nodes failed'))
+        .finally(() => { this.reaping = null; });
+    }
+  }
+
+  /** Stops every task and lets go of every sandbox of this node (their sessions are, or may soon be, another's). */
+  private async fence(): Promise<void> {
+    this.fenced = true;
+    await this.options.onLeaseLost().catch((error: unknown) => this.options.logger.error({ err: error }, 'stopping this node\'s work failed'));
   }
 
   /**
@@ -150,5 +199,18 @@ export class NodeMembership {
     if (again && again.leaseExpiresAt > mine.leaseExpiresAt) {
       throw new Error(`RUNNER_ID "${nodeId}" is in use by another live runner node (${again.address}): give each node its own RUNNER_ID.`);
     }
+  }
+}
+
+/** The call's result, or a rejection once `ms` have passed (a database that hangs is as bad as one that refuses). */
+async function withTimeout<T>(call: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(ms)} ms`)), ms);
+  });
+  try {
+    return await Promise.race([call, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -110,6 +110,13 @@ export class EventLog {
     }
   }
 
+  /** Reads again what a failed read left undelivered (the cluster's periodic catch-up). */
+  retryStalled(): void {
+    for (const [sessionKey, cursor] of this.cursors) {
+      if (!cursor.reading && (cursor.deliveredTo ?? -1) < cursor.wanted) this.readUpTo(sessionKey, cursor.wanted);
+    }
+  }
+
   /** Resolves once the event is stored (and published). */
   append<T extends EventType>(sessionKey: string, taskId: string | null, type: T, data: EventPayloads[T]): Promise<StoredEvent<T>> {
     return new Promise<StoredEvent>((resolve, reject) => {
@@ -253,7 +260,7 @@ export class EventLog {
         if (this.cursors.get(sessionKey) === cursor && (cursor.deliveredTo ?? -1) < cursor.wanted) this.readUpTo(sessionKey, cursor.wanted);
       },
       () => {
-        // Retried by the next notice or append, or by resync.
+        // Retried by the next notice or append, by resync or retryStalled.
         cursor.reading = null;
       },
     );

@@ -71,7 +71,8 @@ export class CrashRecovery {
     return report;
   }
 
-  private async interruptTasks(): Promise<string[]> {
+  /** Ends this node's tasks left `running` in the store as `interrupted` (all tasks when alone on it), told like any end. */
+  async interruptTasks(): Promise<string[]> {
     const { store, endings } = this.deps;
     const interrupted = await store.interruptRunningTasks(this.deps.nodeId ?? null, new RunnerError('TASK_INTERRUPTED').toBody(), Date.now());
     // Alone on the store: sessions owned under another runner id (RUNNER_ID changed) are this runner's to run.

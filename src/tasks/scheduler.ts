@@ -22,7 +22,10 @@ export class Scheduler {
   private readonly options: SchedulerOptions;
   private passing: Promise<void> | null = null;
   private again = false;
-  private accepting = true;
+  /** Off until start(): pokes before crash recovery has run would claim tasks that recovery then interrupts. */
+  private accepting = false;
+  /** Claims held back for a while (a node that lost its lease, until it has joined again). */
+  private paused = false;
 
   constructor(options: SchedulerOptions) {
     this.options = options;
@@ -30,7 +33,7 @@ export class Scheduler {
 
   /** Something changed (a task was queued or ended): look for work. */
   poke(): void {
-    if (!this.accepting) return;
+    if (!this.accepting || this.paused) return;
     if (this.passing) {
       this.again = true;
       return;
@@ -46,6 +49,22 @@ export class Scheduler {
 
   runningCount(): number {
     return this.options.execution.runningCount();
+  }
+
+  /** Claims tasks from now on (after crash recovery), starting with a look for work. */
+  start(): void {
+    this.accepting = true;
+    this.poke();
+  }
+
+  /** Claims nothing until resume(). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.poke();
   }
 
   /** Claims no more tasks. */
@@ -66,7 +85,7 @@ export class Scheduler {
   private async pass(): Promise<void> {
     const { execution, store, runnerId, maxConcurrent, logger } = this.options;
     const free = maxConcurrent - execution.runningCount();
-    if (free <= 0 || !this.accepting) return;
+    if (free <= 0 || !this.accepting || this.paused) return;
     let claimed: Task[];
     try {
       claimed = await store.claimTasks(runnerId, free, Date.now());

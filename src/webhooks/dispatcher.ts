@@ -62,8 +62,8 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
-  /** Aborts the attempts in flight at shutdown: they stay pending, for the next start. */
-  private readonly stopping = new AbortController();
+  /** Aborts the attempts in flight at stop: they stay pending, for the next start (a new controller each start). */
+  private stopping = new AbortController();
   private stopped = true;
 
   constructor(options: WebhookDispatcherOptions) {
@@ -73,6 +73,8 @@ export class WebhookDispatcher {
 
   start(): void {
     this.stopped = false;
+    // Stopped before (a node that lost and regained the leadership): attempts from now on need a live signal.
+    if (this.stopping.signal.aborted) this.stopping = new AbortController();
     this.wake();
   }
 
@@ -136,11 +138,12 @@ export class WebhookDispatcher {
     });
     const at = Date.now();
     const headers = { ...signer!.headers(payload.webhookId, payload.body, new Date(at)) };
+    const stop = this.stopping.signal;
     const result = await sendWebhook({
-      url, body: payload.body, headers, timeoutMs: this.options.timeoutMs, allowPrivate: this.options.allowPrivate, stop: this.stopping.signal,
+      url, body: payload.body, headers, timeoutMs: this.options.timeoutMs, allowPrivate: this.options.allowPrivate, stop,
     });
-    // Cut short by shutdown: not an attempt the receiver failed, so not counted (it is made again after the restart).
-    if (this.stopping.signal.aborted) return;
+    // Cut short by a stop: not an attempt the receiver failed, so not counted (it is made again after the next start).
+    if (stop.aborted) return;
     const end = Date.now();
     const next = afterAttempt(result, attemptsBefore + 1, this.options.retryScheduleMs, end);
     await outbox.recordAttempt(taskId, { at, statusCode: result.statusCode, error: result.error, durationMs: end - at }, next);

@@ -17,6 +17,7 @@ import {
 } from '../support/harness.ts';
 import { agentProcesses, containerOf, FINAL, sleep } from '../sessions/support.ts';
 import { WsClient, type Frame } from '../events/support.ts';
+import { databaseLink, type DatabaseLink } from './database-link.ts';
 
 export interface ClusterNode {
   /** Its RUNNER_ID (the node id; its containers carry it as a label). */
@@ -28,6 +29,8 @@ export interface ClusterNode {
   stderr(): string;
   /** kill -9; resolves once the process is gone. */
   kill9(): Promise<void>;
+  /** Its own link to the database, to cut (with `cuttableDatabase`). */
+  database?: DatabaseLink;
 }
 
 export interface ClusterOptions {
@@ -38,6 +41,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** The scripted model keeps this many requests (default 1000). */
   maxRecorded?: number;
+  /** Each node reaches the database through a link of its own that the test can cut. */
+  cuttableDatabase?: boolean;
 }
 
 export interface Cluster {
@@ -80,6 +85,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     ...options.env,
   });
   const spawned: Array<{ id: string; process: RunnerProcess }> = [];
+  const links: DatabaseLink[] = [];
 
   function spawnNode(overrides: Record<string, string> = {}) {
     const id = testRunnerId();
@@ -93,10 +99,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   }
 
   async function startNode(): Promise<ClusterNode> {
-    const { id, process, stderr } = spawnNode();
+    const database = options.cuttableDatabase ? await databaseLink(databaseUrl) : undefined;
+    if (database) links.push(database);
+    const { id, process, stderr } = spawnNode(database ? { DATABASE_URL: database.url } : {});
     const url = await process.url;
     return {
-      id, url, process, stderr,
+      id, url, process, stderr, database,
       api: apiClient(() => url),
       async kill9() {
         if (process.child.exitCode === null && process.child.signalCode === null) process.child.kill('SIGKILL');
@@ -111,6 +119,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     nodes = await Promise.all(Array.from({ length: options.nodes ?? 2 }, () => startNode()));
   } catch (error) {
     await stopAll(spawned);
+    for (const link of links) await link.close();
     await model.close();
     await postgres.stop();
     rmSync(base, { recursive: true, force: true });
@@ -148,7 +157,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       }
     },
     async close() {
+      for (const link of links) link.restore();
       await stopAll(spawned);
+      for (const link of links) await link.close();
       await model.close();
       await postgres.stop();
       rmSync(base, { recursive: true, force: true });

@@ -72,6 +72,18 @@ export function defineClaimTests(getStore: () => Store): void {
     assert.deepEqual(order, ids);
   });
 
+  test('a task never starts before the last task of its session ended, whatever the claimer\'s clock says', async () => {
+    const store = getStore();
+    await sessionWithTasks(store, 'm', 2);
+    const [first] = await store.claimTasks('runner-1', 1, 1_000);
+    assert.equal(await store.finishTask(first!.id, 'runner-1', makeOutcome({ finishedAt: 5_000 }), NO_ACTIVITY), true);
+    // Another node (the session released to it), whose clock was read before the end was written or runs behind.
+    await store.releaseSessions('runner-1');
+    const [second] = await store.claimTasks('runner-2', 1, 4_000);
+    assert.deepEqual([second?.id, second?.startedAt], ['m1', 5_000]);
+    assert.equal((await store.getTask('m1'))?.startedAt, 5_000);
+  });
+
   test('claimTasks claims at most limit tasks and skips sessions with nothing queued', async () => {
     const store = getStore();
     for (const n of ['a', 'b', 'c', 'd', 'e']) await sessionWithTasks(store, n, 1);

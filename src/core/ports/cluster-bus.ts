@@ -32,7 +32,7 @@ export interface ClusterBus {
   notify(notice: ClusterNotice): Promise<void>;
   /**
    * Asks one node and waits for its reply: rejects with the RunnerError it
-   * answered, or with CLUSTER_UNREACHABLE when no reply came within timeoutMs.
+   * answered, or with NODE_UNREACHABLE when no reply came within timeoutMs.
    */
   request(nodeId: string, request: ClusterRequest, timeoutMs: number): Promise<void>;
   /** Sets what this node does with what others send (one handler each). */

@@ -42,8 +42,12 @@ export function claimableHeads(trx: Db, runnerId: string, limit: number) {
 /** Starts the given head tasks (those still queued) for runnerId; returns them in the heads' order. */
 export async function startTasks(trx: Db, heads: ClaimHead[], runnerId: string, now: number): Promise<Task[]> {
   if (heads.length === 0) return [];
+  // Never before the session's last task ended: `now` was read before the claim waited for its locks (and
+  // nodes' clocks differ), while the end it waited for may have been stamped later.
+  const startedAt = sql<number>`(select case when max(f.finished_at) > ${now} then max(f.finished_at) else ${now} end
+    from tasks f where f.session_key = tasks.session_key)`;
   const rows = await trx.updateTable('tasks')
-    .set({ status: 'running', runner_id: runnerId, started_at: now })
+    .set({ status: 'running', runner_id: runnerId, started_at: startedAt })
     .where('seq', 'in', heads.map((h) => h.seq)).where('status', '=', 'queued')
     .returningAll()
     .execute();
