@@ -13,7 +13,7 @@ import { bash, rule, text, withThinking } from '../../src/scripted-model/index.t
 import { eventually } from '../support/harness.ts';
 import { assertConsecutive, SseClient, WsClient } from '../events/support.ts';
 import { agentProcesses, within } from '../sessions/support.ts';
-import { finalSeen, newestTask, replayLog, startCluster, toolRunning, type Cluster, type ClusterNode } from './support.ts';
+import { busyOnOwner, finalSeen, replayLog, startCluster, toolRunning, type Cluster, type ClusterNode } from './support.ts';
 
 const LONG_TEXT = 'An answer streamed in many small pieces, so that it takes a while to arrive. '.repeat(4).trim();
 
@@ -117,12 +117,7 @@ describe('any node serves any session', () => {
       const measured: string[] = [];
 
       // The session's abort route, with a queued task behind the running one; both callers wait on B.
-      const running = b.api('/task', { method: 'POST', json: { sessionId, message: 'xn-abort-me 1' } });
-      const containerId = await toolRunning(a.id, sessionId, 'sleep 60');
-      const runningTask = await newestTask(b.api, sessionId);
-      assert.equal(runningTask.status, 'running');
-      const queued = b.api('/task', { method: 'POST', json: { sessionId, message: 'xn-after-abort queued' } });
-      await eventually(async () => ((await b.api(`/session/${sessionId}`)).body.queueDepth === 1 ? true : undefined), 10_000, 'one queued');
+      const { slowCaller: running, nextCaller: queued, slow: runningTask, containerId } = await busyOnOwner(a, b, sessionId, 'xn-abort-me 1', 'xn-after-abort queued');
       let t0 = Date.now();
       const abort = await b.api(`/task/${sessionId}/abort`, { method: 'POST' });
       assert.equal(abort.status, 200, JSON.stringify(abort.body));

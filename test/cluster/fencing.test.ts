@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { eventually } from '../support/harness.ts';
 import { agentProcesses, within } from '../sessions/support.ts';
-import { finalSeen, newestTask, startCluster, toolRunning, type Cluster } from './support.ts';
+import { busyOnOwner, finalSeen, startCluster, type Cluster } from './support.ts';
 
 const LEASE_MS = 3000;
 
@@ -39,12 +39,7 @@ describe('a node cut off from the database', () => {
       const a = await eventually(() => cluster.ownerOf(sessionId), 5000, 'the owner');
       const b = cluster.otherThan(a);
 
-      const slowCaller = b.api('/task', { method: 'POST', json: { sessionId, message: 'fe-slow' } });
-      const containerId = await toolRunning(a.id, sessionId, 'sleep 60');
-      const slow = await newestTask(b.api, sessionId);
-      assert.equal(slow.status, 'running');
-      const nextCaller = b.api('/task', { method: 'POST', json: { sessionId, message: 'fe-next' } });
-      await eventually(async () => ((await b.api(`/session/${sessionId}`)).body.queueDepth === 1 ? true : undefined), 10_000, 'the next task queued');
+      const { slowCaller, nextCaller, slow, containerId } = await busyOnOwner(a, b, sessionId, 'fe-slow', 'fe-next');
 
       const cutAt = Date.now();
       a.database!.cut();

@@ -13,7 +13,7 @@ import { startScriptedModel, type ScriptedModel, type ScriptedModelOptions } fro
 import { startPostgres } from '../support/postgres.ts';
 import {
   apiClient, eventually, removeContainers, spawnRunner, testEnv, testRunnerId, UPSTREAM_KEY, writeTemplate,
-  type ApiClient, type RunnerProcess, type TemplateFiles,
+  type ApiClient, type ApiResponse, type RunnerProcess, type TemplateFiles,
 } from '../support/harness.ts';
 import { agentProcesses, containerOf, FINAL, sleep } from '../sessions/support.ts';
 import { WsClient, type Frame } from '../events/support.ts';
@@ -223,4 +223,29 @@ export async function replayLog(node: ClusterNode, sessionId: string, after = 0)
   } finally {
     await ws.close();
   }
+}
+
+export interface BusySession {
+  /** The caller of the running task, waiting on `b`. */
+  slowCaller: Promise<ApiResponse>;
+  /** The caller of the task queued behind it, waiting on `b`. */
+  nextCaller: Promise<ApiResponse>;
+  /** The running task, as `b` lists it. */
+  slow: any;
+  /** The container on `a` where its tool runs. */
+  containerId: string;
+}
+
+/**
+ * Through node `b`: a task whose tool (`sleep 60`, per the model's rule for `slowMessage`) runs on
+ * `a`, the session's owner, and another queued behind it.
+ */
+export async function busyOnOwner(a: ClusterNode, b: ClusterNode, sessionId: string, slowMessage: string, nextMessage: string): Promise<BusySession> {
+  const slowCaller = b.api('/task', { method: 'POST', json: { sessionId, message: slowMessage } });
+  const containerId = await toolRunning(a.id, sessionId, 'sleep 60');
+  const slow = await newestTask(b.api, sessionId);
+  if (slow?.status !== 'running') throw new Error(`the slow task is ${slow?.status}, not running`);
+  const nextCaller = b.api('/task', { method: 'POST', json: { sessionId, message: nextMessage } });
+  await eventually(async () => ((await b.api(`/session/${sessionId}`)).body.queueDepth === 1 ? true : undefined), 10_000, 'the next task queued');
+  return { slowCaller, nextCaller, slow, containerId };
 }

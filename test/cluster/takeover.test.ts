@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { containersOf, eventually } from '../support/harness.ts';
 import { agentProcesses, containerOf, conversationOf, within } from '../sessions/support.ts';
-import { finalSeen, newestTask, startCluster, toolRunning, type Cluster } from './support.ts';
+import { busyOnOwner, finalSeen, startCluster, type Cluster } from './support.ts';
 
 const LEASE_MS = 2000;
 
@@ -61,12 +61,7 @@ describe('node loss and the shared DATA_DIR', () => {
       assert.equal(upload.status, 201, upload.text);
 
       // The slow task runs on A; its caller and the caller of the next task wait on B.
-      const slowCaller = b.api('/task', { method: 'POST', json: { sessionId, message: 'to-slow' } });
-      const containerId = await toolRunning(a.id, sessionId, 'sleep 60');
-      const slow = await newestTask(b.api, sessionId);
-      assert.equal(slow.status, 'running');
-      const nextCaller = b.api('/task', { method: 'POST', json: { sessionId, message: 'to-next' } });
-      await eventually(async () => ((await b.api(`/session/${sessionId}`)).body.queueDepth === 1 ? true : undefined), 10_000, 'the next task queued');
+      const { slowCaller, nextCaller, slow, containerId } = await busyOnOwner(a, b, sessionId, 'to-slow', 'to-next');
 
       const t0 = Date.now();
       await a.kill9();
