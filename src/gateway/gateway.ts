@@ -2,8 +2,8 @@
  * The model gateway: an HTTP server that listens on one unix socket per
  * session (mounted into that session's sandbox, where a relay exposes it at
  * 127.0.0.1:4100). The socket a request arrives on says which session sent
- * it; the token it carries must be that session's running task's token, or
- * the previous task's token (a live agent still holds it for its first call).
+ * it; the token it carries must be that session's token while one of its
+ * tasks is open (task-ledger.ts), and the call is that task's.
  *
  *   /v1/...            → the Messages API upstream, with the real credential
  *                        swapped in; usage metered per task, budget and call
@@ -16,7 +16,7 @@
  * slots), upstream.ts (what may be sent, forwarding, metering the answer),
  * egress-proxy.ts (the sandbox's way out under `allowlist`).
  *
- * Owns: sockets, task tokens, metering. Must not touch: the store, events,
+ * Owns: sockets, sandbox tokens, metering. Must not touch: the store, events,
  * the sandbox; it reports through the callbacks of each TaskGrant, and what
  * is not one task's (egress refusals, call outcomes, errors) through the
  * GatewayObserver of its options.
@@ -194,7 +194,7 @@ export class SocketModelGateway implements ModelGateway {
     }
     const token = presentedToken(req);
     const task = token ? this.ledger.byTokenOf(token) : undefined;
-    // A 401 makes Claude Code ask its key helper again: that is how a live agent picks up the next task's token.
+    // No task open for this session (or a stale token): 401, and Claude Code asks its key helper again.
     if (!task || task.grant.sessionKey !== sessionKey) {
       this.tell('bad_token');
       return apiError(res, 401, 'authentication_error', 'invalid or expired task token');

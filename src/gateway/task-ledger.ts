@@ -1,8 +1,14 @@
 /**
- * The gateway's ledger of open tasks: each task's token (and the previous
- * task's, which a live agent still holds for its first call), what it has
- * spent, how many model calls it made, its budget and call limit, and the
- * slots its calls take upstream (p-limit, first come first served).
+ * The gateway's ledger of open tasks: the token each task is reached by,
+ * what it has spent, how many model calls it made, its budget and call
+ * limit, and the slots its calls take upstream (p-limit, first come first
+ * served).
+ *
+ * A token belongs to a session's sandbox, minted with its first task (or its
+ * ready agent) and forgotten with the sandbox: it opens the Messages API only
+ * while one of the session's tasks is open, only through the session's own
+ * socket, and each call is that task's. So a live agent reads it once (no key
+ * helper per model call), and a token saved by a tool is dead between tasks.
  *
  * Owns: tokens, spend and limits of open tasks. Must not touch: sockets or
  * the upstream connection; it reports through each TaskGrant's callbacks.
@@ -29,8 +35,8 @@ export interface Call {
 
 export interface OpenTask {
   grant: TaskGrant;
-  /** This task's token, and the previous task's (still cached by a live agent). */
-  tokenHashes: string[];
+  /** The hash of the session's token, which reaches this task while it is open. */
+  tokenHash: string;
   usage: TokenUsage;
   costUsd: number;
   /** Calls that were metered. */
@@ -71,8 +77,8 @@ export class TaskLedger {
   private readonly tasks = new Map<string, OpenTask>();
   private readonly byToken = new Map<string, OpenTask>();
   private readonly bySession = new Map<string, OpenTask>();
-  /** The last token minted per session: a live agent presents it on its next task's first call. */
-  private readonly lastTokenHash = new Map<string, string>();
+  /** Each attached session's token, as long as its sandbox lives. */
+  private readonly sessionTokens = new Map<string, { token: string; hash: string }>();
 
   constructor(options: TaskLedgerOptions) {
     this.options = options;
@@ -88,39 +94,40 @@ export class TaskLedger {
     return this.bySession.get(sessionKey);
   }
 
-  /** The session's sandbox is gone: no live agent holds its last token any more. */
+  /** The session's sandbox is gone, and its agent with it: its token dies; the next sandbox gets a new one. */
   forgetSession(sessionKey: string): void {
-    this.lastTokenHash.delete(sessionKey);
+    this.sessionTokens.delete(sessionKey);
   }
 
-  /**
-   * A token for an agent started before its session's first task (a ready
-   * session): it opens nothing now; the session's first task accepts it on its
-   * first call, as the next task accepts a live agent's last token.
-   */
+  /** The token of an agent started before its session's first task (a ready session): it opens nothing until a task does. */
   async standby(sessionKey: string, socketDir: string): Promise<void> {
-    const token = await this.mint(sessionKey, socketDir);
-    this.lastTokenHash.set(sessionKey, hashToken(token));
+    await this.sessionToken(sessionKey, socketDir);
   }
 
-  /** Mints the task's token and writes it to `socketDir/token`, where the sandbox's key helper reads it. */
+  /** Opens the task: the session's token (minted and written to `socketDir/token` if new) reaches it until close. */
   async open(grant: TaskGrant, socketDir: string): Promise<{ token: string }> {
-    // The file first, the grant after: a failed write must not leave a live token that no closeTask will revoke.
-    const token = await this.mint(grant.sessionKey, socketDir);
-    const tokenHash = hashToken(token);
-    const previous = this.lastTokenHash.get(grant.sessionKey);
-    const tokenHashes = previous ? [tokenHash, previous] : [tokenHash];
-    this.lastTokenHash.set(grant.sessionKey, tokenHash);
+    const { token, hash } = await this.sessionToken(grant.sessionKey, socketDir);
     const task: OpenTask = {
-      grant, tokenHashes, usage: emptyUsage(), costUsd: 0, modelCalls: 0, countedCalls: 0, limitReported: false, egressRefusals: 0, closed: false, textSeen: false,
+      grant, tokenHash: hash, usage: emptyUsage(), costUsd: 0, modelCalls: 0, countedCalls: 0, limitReported: false, egressRefusals: 0, closed: false, textSeen: false,
       slots: pLimit(this.options.concurrentCalls), calls: new Set(),
     };
     this.tasks.set(grant.taskId, task);
-    for (const hash of tokenHashes) this.byToken.set(hash, task);
+    this.byToken.set(hash, task);
     this.bySession.set(grant.sessionKey, task);
     return { token };
   }
 
+  private async sessionToken(sessionKey: string, socketDir: string): Promise<{ token: string; hash: string }> {
+    const known = this.sessionTokens.get(sessionKey);
+    if (known) return known;
+    // The file first, the map after: a failed write must not leave a token that the sandbox never saw.
+    const token = await this.mint(sessionKey, socketDir);
+    const minted = { token, hash: hashToken(token) };
+    this.sessionTokens.set(sessionKey, minted);
+    return minted;
+  }
+
+  /** Mints a token and writes it to `socketDir/token`, where the sandbox's key helper reads it. */
   private async mint(sessionKey: string, socketDir: string): Promise<string> {
     const token = `crt_${randomBytes(24).toString('base64url')}`;
     this.options.registerSecret(sessionKey, token);
@@ -140,7 +147,7 @@ export class TaskLedger {
     const task = this.tasks.get(taskId);
     if (!task) return { usage: emptyUsage(), costUsd: 0, modelCalls: 0 };
     this.tasks.delete(taskId);
-    for (const hash of task.tokenHashes) if (this.byToken.get(hash) === task) this.byToken.delete(hash);
+    if (this.byToken.get(task.tokenHash) === task) this.byToken.delete(task.tokenHash);
     if (this.bySession.get(task.grant.sessionKey) === task) this.bySession.delete(task.grant.sessionKey);
     task.closed = true;
     const calls = [...task.calls];

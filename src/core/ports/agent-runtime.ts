@@ -49,9 +49,9 @@ export interface AgentSetup {
   /** The task's env, for the agent's tools (none for a ready session's agent). */
   env: Record<string, string>;
   /**
-   * Where the agent reaches the model, and a command that prints the current
-   * task's token (Claude Code's apiKeyHelper, re-read after each call, so one
-   * live process serves many tasks, each with its own token).
+   * Where the agent reaches the model, and a command that prints the
+   * sandbox's token (Claude Code's apiKeyHelper; the gateway accepts it only
+   * while one of the session's tasks is open, and counts each call to it).
    */
   modelEndpoint: { baseUrl: string; keyHelper: string };
   /** Extra environment for the agent process (the gateway's egress proxy settings, for one). */

@@ -47,8 +47,6 @@ export function agentProcessEnv(request: AgentSetup, modelMaxRetries: number): R
     ...request.processEnv,
     CLAUDE_CODE_MAX_RETRIES: String(modelMaxRetries),
     ANTHROPIC_BASE_URL: request.modelEndpoint.baseUrl,
-    // Re-read the task token after every call (in the background), so a live agent follows token rotation.
-    CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '1',
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
     DISABLE_AUTOUPDATER: '1',
     DISABLE_TELEMETRY: '1',
