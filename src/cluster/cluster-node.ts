@@ -86,8 +86,11 @@ export class ClusterNode {
    */
   async leaseLost(): Promise<void> {
     this.deps.scheduler.pause();
-    await this.deps.execution.stopAll(new RunnerError('TASK_INTERRUPTED', 'This runner node lost its lease.'));
-    await this.deps.releaseEverything();
+    // Sandboxes go at once, beside the tasks' stop: ending a task writes to a database that may not answer.
+    await Promise.all([
+      this.deps.execution.stopAll(new RunnerError('TASK_INTERRUPTED', 'This runner node lost its lease.')),
+      this.deps.releaseEverything(),
+    ]);
   }
 
   /** Back with a fresh lease: its tasks the store still shows running (their end could not be written) end, and it claims again. */

@@ -12,7 +12,7 @@ import { eventually } from '../support/harness.ts';
 import { agentProcesses, within } from '../sessions/support.ts';
 import { busyOnOwner, finalSeen, startCluster, type Cluster } from './support.ts';
 
-const LEASE_MS = 3000;
+const LEASE_MS = 4000;
 
 describe('a node cut off from the database', () => {
   let cluster: Cluster;
