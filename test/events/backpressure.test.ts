@@ -86,7 +86,7 @@ describe('backpressure', () => {
     const taskId = res.body.taskId as string;
 
     // Both stalled subscribers were dropped by the server during the task; the readers were not.
-    await eventually(() => (h.runner.events.subscriberCount(key) === 2 ? true : undefined), 10_000, 'the stalled subscribers to be dropped');
+    await eventually(() => (h.runner.events.subscriberCount(key) === 2 ? true : undefined), 30_000, 'the stalled subscribers to be dropped');
     await ws.waitFor((f) => f.type === 'task_complete', 30_000);
     await eventually(() => (readFileSync(curlFile, 'utf8').includes('event: task_complete') ? true : undefined), 30_000, 'curl to get task_complete');
     clearInterval(sampler);
