@@ -10,10 +10,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { bash, rule, text, withThinking } from '../../src/scripted-model/index.ts';
-import { eventually } from '../support/harness.ts';
 import { assertConsecutive, SseClient, WsClient } from '../events/support.ts';
 import { agentProcesses, within } from '../sessions/support.ts';
-import { busyOnOwner, finalSeen, replayLog, startCluster, toolRunning, type Cluster, type ClusterNode } from './support.ts';
+import { busyOnOwner, finalSeen, replayLog, startCluster, toolRunning, warmSession, type Cluster } from './support.ts';
 
 const LONG_TEXT = 'An answer streamed in many small pieces, so that it takes a while to arrive. '.repeat(4).trim();
 
@@ -35,13 +34,7 @@ describe('any node serves any session', () => {
   });
   after(async () => cluster?.close());
 
-  /** Runs a first task of the session (on whichever node claims it); the owner and the other node. */
-  async function warm(sessionId: string): Promise<{ a: ClusterNode; b: ClusterNode }> {
-    const res = await cluster.nodes[0]!.api('/task', { method: 'POST', json: { sessionId, message: 'xn-warm' } });
-    assert.equal(res.status, 200, JSON.stringify(res.body));
-    const a = await eventually(() => cluster.ownerOf(sessionId), 5000, `the owner of ${sessionId}`);
-    return { a, b: cluster.otherThan(a) };
-  }
+  const warm = (sessionId: string) => warmSession(cluster, cluster.nodes[0]!, sessionId, 'xn-warm');
 
   test('a task on node A streams live to a WebSocket on node B, complete and in order; replay on B from any seq equals the log', async () => {
     await cluster.explain(async () => {

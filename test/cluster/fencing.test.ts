@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { eventually } from '../support/harness.ts';
 import { agentProcesses, within } from '../sessions/support.ts';
-import { busyOnOwner, finalSeen, startCluster, type Cluster } from './support.ts';
+import { busyOnOwner, finalSeen, startCluster, warmSession, type Cluster } from './support.ts';
 
 const LEASE_MS = 4000;
 
@@ -34,10 +34,7 @@ describe('a node cut off from the database', () => {
   test('stops its task before its lease runs out; the other node takes over; reconnected, it serves again', async () => {
     await cluster.explain(async () => {
       const sessionId = 'fe-cut';
-      const first = await cluster.nodes[0]!.api('/task', { method: 'POST', json: { sessionId, message: 'fe-first' } });
-      assert.equal(first.status, 200, JSON.stringify(first.body));
-      const a = await eventually(() => cluster.ownerOf(sessionId), 5000, 'the owner');
-      const b = cluster.otherThan(a);
+      const { a, b } = await warmSession(cluster, cluster.nodes[0]!, sessionId, 'fe-first');
 
       const { slowCaller, nextCaller, slow, containerId } = await busyOnOwner(a, b, sessionId, 'fe-slow', 'fe-next');
 

@@ -249,3 +249,11 @@ export async function busyOnOwner(a: ClusterNode, b: ClusterNode, sessionId: str
   await eventually(async () => ((await b.api(`/session/${sessionId}`)).body.queueDepth === 1 ? true : undefined), 10_000, 'the next task queued');
   return { slowCaller, nextCaller, slow, containerId };
 }
+
+/** Runs a first task of the session through `via` (whichever node claims it owns the session); the owner and the other node. */
+export async function warmSession(cluster: Cluster, via: ClusterNode, sessionId: string, message: string): Promise<{ a: ClusterNode; b: ClusterNode }> {
+  const res = await via.api('/task', { method: 'POST', json: { sessionId, message } });
+  if (res.status !== 200) throw new Error(`the first task of ${sessionId}: ${res.status} ${res.text.slice(0, 300)}`);
+  const a = await eventually(() => cluster.ownerOf(sessionId), 5000, `the owner of ${sessionId}`);
+  return { a, b: cluster.otherThan(a) };
+}

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { containersOf, eventually } from '../support/harness.ts';
 import { agentProcesses, containerOf, conversationOf, within } from '../sessions/support.ts';
-import { busyOnOwner, finalSeen, startCluster, type Cluster } from './support.ts';
+import { busyOnOwner, finalSeen, startCluster, warmSession, type Cluster } from './support.ts';
 
 const LEASE_MS = 2000;
 
@@ -53,10 +53,7 @@ describe('node loss and the shared DATA_DIR', () => {
   test('kill -9 of node A during a task: interrupted within the lease, node B takes the session over with its files and memory', async () => {
     await cluster.explain(async () => {
       const sessionId = 'to-heir';
-      const first = await cluster.nodes[1]!.api('/task', { method: 'POST', json: { sessionId, message: 'to-first' } });
-      assert.equal(first.status, 200, JSON.stringify(first.body));
-      const a = await eventually(() => cluster.ownerOf(sessionId), 5000, 'the owner');
-      const b = cluster.otherThan(a);
+      const { a, b } = await warmSession(cluster, cluster.nodes[1]!, sessionId, 'to-first');
       const upload = await b.api(`/session/${sessionId}/files/uploaded.txt`, { method: 'PUT', body: 'uploaded-through-the-files-api' });
       assert.equal(upload.status, 201, upload.text);
 
