@@ -62,7 +62,9 @@ export class CappedSandboxDriver implements SandboxDriver {
     this.lastUsed.set(key, Date.now());
     // A start under way is waited for even after an abort: left behind, it would create a container
     // nobody owns any more (after a delete or a shutdown). Only the wait for a slot is given up.
-    if (this.options.maxRunning <= 0) return this.inner.ensure(spec);
+    // A warm session's sandbox takes no new slot (and, its task running, is nobody's victim):
+    // no wait behind other sessions' slot decisions, no listing of them all.
+    if (this.options.maxRunning <= 0 || this.inner.knownRunning?.(key)) return this.inner.ensure(spec);
     const deadline = Date.now() + (this.options.waitMs ?? 60_000);
     let outcome: 'running' | 'slot' | 'full';
     for (let waited = false; (outcome = await this.slotBefore(key, deadline, signal)) === 'full'; waited = true) {
@@ -203,6 +205,10 @@ export class CappedSandboxDriver implements SandboxDriver {
 
   list(): Promise<SandboxInfo[]> {
     return this.inner.list();
+  }
+
+  knownRunning(sessionKey: string): boolean {
+    return this.inner.knownRunning?.(sessionKey) ?? false;
   }
 
   /** Sandboxes that run now, as the engine lists them (metrics). */

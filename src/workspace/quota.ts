@@ -13,7 +13,7 @@
  * themselves (files.ts), tasks or sandboxes (it only answers).
  */
 import { RunnerError } from '../core/errors.ts';
-import { openRoot, walkTree } from './dir-walk.ts';
+import { diskUsage, prestartDiskUsage } from './disk-usage.ts';
 import { isMountPoint, type LoopVolumes } from './loop-volumes.ts';
 
 /** A walk stops counting past this many entries: so many files count as past the quota. */
@@ -34,38 +34,18 @@ export class WorkspaceQuota {
   constructor(limitBytes: number, volumes?: LoopVolumes) {
     this.limitBytes = limitBytes;
     this.volumes = volumes;
+    if (limitBytes > 0) prestartDiskUsage();
   }
 
   /**
    * Bytes the folder takes on disk, counted in 512-byte blocks as the
-   * filesystem allocated them: walked by open descriptors (dir-walk.ts), so a
-   * folder the agent swaps for a symlink meanwhile is never followed out.
-   * A tree past MAX_ENTRIES counts as past any quota (files nobody counted).
+   * filesystem allocated them, each inode once: walked by open descriptors
+   * in a worker thread (disk-usage.ts), so a folder the agent swaps for a
+   * symlink meanwhile is never followed out. A tree past MAX_ENTRIES counts
+   * as past any quota (files nobody counted).
    */
-  async usage(dir: string): Promise<number> {
-    const seen = new Set<string>();
-    let bytes = 0;
-    let entries = 0;
-    const root = await openRoot(dir).catch(() => null);
-    if (!root) return 0;
-    try {
-      await walkTree(root, (_path, info) => {
-        if (++entries > MAX_ENTRIES) {
-          bytes = Infinity;
-          return 'stop';
-        }
-        if (info.nlink > 1 && !info.isDirectory()) {
-          const inode = `${info.dev}:${info.ino}`;
-          if (seen.has(inode)) return 'next';
-          seen.add(inode);
-        }
-        bytes += info.blocks * 512;
-        return 'descend';
-      });
-    } finally {
-      await root.close();
-    }
-    return bytes;
+  usage(dir: string): Promise<number> {
+    return diskUsage(dir, MAX_ENTRIES);
   }
 
   /**

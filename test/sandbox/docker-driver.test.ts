@@ -77,6 +77,36 @@ describe('lifecycle', () => {
     assert.match((await sh(again, 'cat /proc/net/tcp')).stdout, / 0100007F:1004 .* 0A /);
   });
 
+  test('a warm sandbox is trusted until the engine reports it died: no engine call but the image\'s, and one killed behind the driver\'s back starts again', T, async () => {
+    const spec = await specFor('known');
+    const first = await driver.ensure(spec);
+    assert.equal(driver.knownRunning(spec.sessionKey), false, 'just started: not seen running since its death was watched');
+    assert.equal((await driver.ensure(spec)).id, first.id);
+    assert.equal(driver.knownRunning(spec.sessionKey), true);
+    // The third ensure asks the engine only for the image (a rebuilt image still recreates: next test).
+    const calls: string[] = [];
+    const spied = driver.docker as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const originals = Object.fromEntries(['getContainer', 'listContainers', 'getImage'].map((name) => [name, spied[name]!]));
+    for (const [name, original] of Object.entries(originals)) spied[name] = (...args: unknown[]) => { calls.push(name); return original.apply(driver.docker, args); };
+    try {
+      assert.equal((await driver.ensure(spec)).id, first.id);
+    } finally {
+      Object.assign(spied, originals);
+    }
+    assert.deepEqual(calls, ['getImage']);
+    await docker.getContainer(first.id).kill();
+    for (let i = 0; i < 100 && driver.knownRunning(spec.sessionKey); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(driver.knownRunning(spec.sessionKey), false, 'the die event was heard');
+    const again = await driver.ensure(spec);
+    assert.equal(again.id, first.id);
+    assert.equal((await docker.getContainer(again.id).inspect()).State.Running, true);
+    assert.equal((await sh(again, 'echo up')).stdout, 'up\n');
+    await driver.ensure(spec);
+    assert.equal(driver.knownRunning(spec.sessionKey), true);
+    await driver.stop(spec.sessionKey);
+    assert.equal(driver.knownRunning(spec.sessionKey), false, 'forgotten as soon as stop() resolves');
+  });
+
   test('a changed spec recreates the container', T, async () => {
     const spec = await specFor('respec');
     const first = await driver.ensure(spec);

@@ -126,19 +126,21 @@ describe('watch', () => {
     for (const w of [first, second, late, other]) w.stop();
   });
 
-  test('one event stream per driver, opened on the first watch, closed with the last, reopened when it drops', T, async () => {
+  test('one event stream per driver, opened with the first running sandbox (its death is watched), closed with the last, reopened when it drops', T, async () => {
     const spy = spyDocker();
     const d = makeDriver(RUNNER_ID, { docker: spy.docker });
     try {
       const specA = await specFor('ev-stream-a');
-      const a = await d.ensure(specA);
-      const b = await d.ensure(await specFor('ev-stream-b'));
+      const specB = await specFor('ev-stream-b');
       const opens = () => spy.requests.filter((r) => r.path.startsWith('/events')).length;
-      assert.equal(opens(), 0, 'no stream before a watch');
+      const a = await d.ensure(specA);
+      const b = await d.ensure(specB);
+      for (let i = 0; i < 100 && spy.eventStreams.length === 0; i++) await sleep(20);
+      assert.equal(opens(), 1, 'one stream for two sandboxes (known-running.ts watches their deaths)');
       const watchA = record(d, a);
       const watchB = record(d, b);
-      for (let i = 0; i < 100 && spy.eventStreams.length === 0; i++) await sleep(20);
-      assert.equal(opens(), 1, 'one stream for two sandboxes');
+      await sleep(100);
+      assert.equal(opens(), 1, 'watches share it');
       // The connection drops: the driver opens another, and what happened meanwhile still arrives.
       spy.eventStreams[0]!.destroy();
       await d.stop(specA.sessionKey);
@@ -148,7 +150,10 @@ describe('watch', () => {
       watchA.stop();
       watchB.stop();
       await sleep(100);
-      assert.equal(spy.eventStreams.at(-1)!.destroyed, true, 'closed with the last watch');
+      assert.equal(spy.eventStreams.at(-1)!.destroyed, false, 'B still runs: its death is still watched');
+      await d.stop(specB.sessionKey);
+      await sleep(100);
+      assert.equal(spy.eventStreams.at(-1)!.destroyed, true, 'closed once nothing runs and nothing is watched');
       // close() ends every watch.
       const again = await d.ensure(specA);
       const watch = record(d, again);

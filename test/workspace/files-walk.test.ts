@@ -4,6 +4,8 @@
  * folders by name, removal moves deep folders up), a FIFO and a socket where
  * a file is expected, and folders an upload makes (given to the workspace
  * owner). Each also checks that no descriptor into the workspace stays open.
+ * The quota's measurement (disk-usage-worker.ts, the same rules in a worker
+ * thread) is checked against `du` on the deepest of these shapes.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -13,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
+import { diskUsage } from '../../src/workspace/disk-usage.ts';
 import { WorkspaceFiles, type FileEntry } from '../../src/workspace/files.ts';
 
 const files = new WorkspaceFiles();
@@ -89,6 +92,22 @@ test('a chain of 2,100 folders (a path longer than PATH_MAX) is removed, deep fo
   assert.ok(most <= 40, `removal held ${most} descriptors`);
   assert.equal(openIntoRoot(), 0);
   t.diagnostic(`2,100 levels removed in ${Date.now() - started} ms`);
+});
+
+test('the quota measures a 2,100-level chain as du does: each inode once, symlinks not followed, few descriptors, nothing left open', async () => {
+  mkdirSync(join(root, 'measured'));
+  // Made relative to each new folder (the full path passes PATH_MAX); a symlink out and a hard link at every level.
+  const script = "const fs = require('fs'); for (let i = 0; i < 2100; i++) { fs.mkdirSync('a'); process.chdir('a'); "
+    + "fs.writeFileSync('f', 'x'.repeat(i * 10)); fs.linkSync('f', 'f-again'); fs.symlinkSync('/usr', 'usr'); }";
+  execFileSync(process.execPath, ['-e', script], { cwd: join(root, 'measured') });
+  const { value: bytes, most } = await sampled(() => diskUsage(join(root, 'measured'), 1_000_000));
+  // du counts the folder itself too; the quota counts what is in it.
+  const du = Number(execFileSync('du', ['-s', '-B1', join(root, 'measured')]).toString().split('\t')[0]) - statSync(join(root, 'measured')).blocks * 512;
+  assert.equal(bytes, du);
+  assert.ok(most <= 40, `the measurement held ${most} descriptors`);
+  assert.equal(openIntoRoot(), 0);
+  assert.equal(await diskUsage(join(root, 'measured'), 5000), Infinity, 'past maxEntries (2,100 × 4 entries) it counts as past any quota');
+  assert.equal(await diskUsage(join(root, 'no-such-folder'), 1000), 0);
 });
 
 test('a listing does not go below paths no request could name (over 1024 characters)', async () => {

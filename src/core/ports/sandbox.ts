@@ -107,4 +107,6 @@ export interface SandboxDriver {
   remove(sessionKey: string): Promise<void>;
   /** Sandboxes that belong to this runner instance. */
   list(): Promise<SandboxInfo[]>;
+  /** True when the driver knows, without asking its engine, that the session's sandbox runs (optional). */
+  knownRunning?(sessionKey: string): boolean;
 }

@@ -14,6 +14,9 @@
  *  - readiness.ts: the probe that a started sandbox's relay listens;
  *  - capture.ts: exec-and-capture, for the driver's own short commands;
  *  - exec-process.ts: the agent's processes, shaped like child processes;
+ *    agent-signals.ts: signals to them, and killAgentProcesses;
+ *  - known-running.ts: the sandboxes seen running, trusted until they die
+ *    (a warm session's ensure() asks the engine for its image only);
  *  - cgroup-counters.ts: the OOM-kill and pids-limit counters;
  *  - engine-events.ts, watch.ts: watch(), from the engine's `oom` and `die`
  *    events (one stream per driver) and a cheap poll of the pids counter;
@@ -33,11 +36,9 @@
  *    127.0.0.1:4100 to /run/claude-runner/gateway.sock.
  *  - Everything exec'd runs as the agent user (1000), which cannot signal the
  *    relay (other uid, no capabilities).
- *  - SandboxProcess.kill(signal) signals the exec'd command's process group
- *    (see exec-process.ts); killAgentProcesses() runs the shell builtin
- *    `kill -s KILL -- -1` as the agent user: every process of that uid dies
- *    (each session runs one agent, so this is the agent and its tools),
- *    repeated until nothing is left, so a fork bomb cannot outrun it.
+ *  - SandboxProcess.kill(signal) signals the exec'd command's process group;
+ *    killAgentProcesses() kills every process of the agent's uid (each
+ *    session runs one agent, so this is the agent and its tools): agent-signals.ts.
  *  - An exec can start when the pids limit is reached (joining a cgroup is
  *    not a fork), but it cannot fork: everything the driver runs inside
  *    (kill, readiness and counter reads) is one process, or shell builtins.
@@ -51,6 +52,7 @@ import { RunnerError } from '../../core/errors.ts';
 import type {
   ExecOptions, ResourceCounters, SandboxDriver, SandboxEvent, SandboxHandle, SandboxInfo, SandboxProcess, SandboxSpec,
 } from '../../core/ports/sandbox.ts';
+import { killAll, signalGroup, type AgentSignalsDeps } from './agent-signals.ts';
 import { capture, type CaptureRequest, type CaptureResult } from './capture.ts';
 import { CgroupCounters } from './cgroup-counters.ts';
 import {
@@ -62,6 +64,7 @@ import { EngineEvents } from './engine-events.ts';
 import { imageMissingMessage, isConflict, isMissingNetwork, isNotFound, isNotModified, toRunnerError } from './errors.ts';
 import { DockerExecProcess, SessionProcesses, type SandboxLogger } from './exec-process.ts';
 import { prepareHostDirs } from './host-dirs.ts';
+import { KnownRunning } from './known-running.ts';
 import { OpenNetwork } from './open-network.ts';
 import { DEFAULT_IMAGE, silentLogger, type DockerSandboxDriverOptions } from './options.ts';
 import { waitReady } from './readiness.ts';
@@ -71,11 +74,6 @@ export type { SandboxLogger } from './exec-process.ts';
 export type { SandboxLimits } from './container-spec.ts';
 export { parseCounterFiles } from './cgroup-counters.ts';
 export { DEFAULT_IMAGE, type DockerSandboxDriverOptions } from './options.ts';
-
-/** Kills every process of the calling uid (the shell's builtin kill is not killed by kill -1). */
-const KILL_ALL_SCRIPT = 'n=0; while kill -s KILL -- -1 2>/dev/null && [ "$n" -lt 50 ]; do n=$((n+1)); done; exit 0';
-/** Signals a process group and its leader ($1 = signal name without SIG, $2 = pid). */
-const SIGNAL_GROUP_SCRIPT = 'kill -s "$1" -- "-$2" "$2" 2>/dev/null; exit 0';
 
 export class DockerSandboxDriver implements SandboxDriver {
   readonly docker: Docker;
@@ -97,9 +95,11 @@ export class DockerSandboxDriver implements SandboxDriver {
   #network: OpenNetwork;
   #counters: CgroupCounters;
   #watchers: SandboxWatchers;
+  #known: KnownRunning;
   #processes = new SessionProcesses();
   /** Runs one of the driver's own short commands in a container (capture.ts). */
   #capture = (request: CaptureRequest): Promise<CaptureResult> => capture(this.docker, request);
+  #signals: AgentSignalsDeps;
 
   constructor(options: DockerSandboxDriverOptions) {
     if (!options.runnerId || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(options.runnerId)) {
@@ -123,7 +123,17 @@ export class DockerSandboxDriver implements SandboxDriver {
     this.#counters = new CgroupCounters({
       docker: this.docker, capture: this.#capture, agentUser: this.agentUser, countersFrom: options.countersFrom ?? 'auto', toError,
     });
-    this.#watchers = new SandboxWatchers({ events: new EngineEvents(this.docker, this.runnerId, this.#logger), counters: this.#counters, logger: this.#logger });
+    const events = new EngineEvents(this.docker, this.runnerId, this.#logger);
+    this.#watchers = new SandboxWatchers({ events, counters: this.#counters, logger: this.#logger });
+    this.#known = new KnownRunning(events);
+    this.#signals = {
+      capture: this.#capture, agentUser: this.agentUser, logger: this.#logger, toError,
+      restart: async (handle) => {
+        this.#known.forget(handle.sessionKey);
+        await this.docker.getContainer(handle.id).restart({ t: 0 });
+        await this.#waitReady(handle.id, handle.sessionKey);
+      },
+    };
   }
 
   /** True for an address on the network of `open` sandboxes: the API refuses it (open-network.ts). */
@@ -192,8 +202,12 @@ export class DockerSandboxDriver implements SandboxDriver {
     const open = spec.network === 'open';
     if (open) await this.#network.ready(spec.sessionKey);
     const options = buildContainerSpec(this.#config, spec);
-    const wantedHash = options.Labels![LABELS.specHash];
+    const wantedHash = options.Labels![LABELS.specHash]!;
     const name = containerName(spec.sessionKey);
+    // A warm session's sandbox (known-running.ts): only a rebuilt image is asked about.
+    const known = this.#known.trusted(spec.sessionKey, wantedHash);
+    if (known && (await this.#imageId()) === known.imageId) return { sessionKey: spec.sessionKey, id: known.id };
+    const lookedAt = performance.now();
     const inspect = async (): Promise<Docker.ContainerInspectInfo | null> => {
       try {
         return await this.docker.getContainer(name).inspect();
@@ -231,6 +245,7 @@ export class DockerSandboxDriver implements SandboxDriver {
       }
 
       if (info?.State.Running && !info.State.Paused) {
+        this.#known.saw(spec.sessionKey, info.Id, wantedHash, imageId, attempt === 0 ? lookedAt : null);
         return { sessionKey: spec.sessionKey, id: info.Id };
       }
 
@@ -264,6 +279,7 @@ export class DockerSandboxDriver implements SandboxDriver {
         if (!isNotModified(error)) throw this.#error(error, 'start the container', spec.sessionKey);
       }
       await this.#waitReady(id, spec.sessionKey);
+      this.#known.saw(spec.sessionKey, id, wantedHash, imageId, null);
       this.#logger.debug({ ...log, id: id.slice(0, 12) }, 'sandbox: container running');
       return { sessionKey: spec.sessionKey, id };
     }
@@ -271,10 +287,12 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   #waitReady(id: string, sessionKey: string): Promise<void> {
     const toError = (error: unknown, action: string, key: string) => this.#error(error, action, key);
-    return waitReady({ docker: this.docker, capture: this.#capture, relayUser: this.relayUser, timeoutMs: this.#readyTimeoutMs, toError }, id, sessionKey);
+    const hostNetView = !this.#config.runtime || this.#config.runtime === 'runc';
+    return waitReady({ docker: this.docker, capture: this.#capture, relayUser: this.relayUser, timeoutMs: this.#readyTimeoutMs, hostNetView, toError }, id, sessionKey);
   }
 
   async #forceRemove(name: string, sessionKey: string): Promise<void> {
+    this.#known.forget(sessionKey);
     try {
       await this.docker.getContainer(name).remove({ force: true });
     } catch (error) {
@@ -305,42 +323,13 @@ export class DockerSandboxDriver implements SandboxDriver {
       env: options.env,
       onStderr: options.onStderr,
       logger: this.#logger,
-      signalGroup: async (pid, signal) => {
-        const command = ['/bin/sh', '-c', SIGNAL_GROUP_SCRIPT, 'sh', signal.replace(/^SIG/, ''), String(pid)];
-        const result = await this.#capture({ containerId: handle.id, sessionKey: handle.sessionKey, command, user: this.agentUser, timeoutMs: 10_000 });
-        if (result.exitCode !== 0) throw new Error(`kill exited with ${result.exitCode}: ${result.stderr.trim()}`);
-      },
+      signalGroup: (pid, signal) => signalGroup(this.#signals, handle, pid, signal),
       toError: (error, action) => this.#error(error, action, handle.sessionKey),
     }));
   }
 
-  async killAgentProcesses(handle: SandboxHandle): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const command = ['/bin/sh', '-c', KILL_ALL_SCRIPT];
-        const result = await this.#capture({ containerId: handle.id, sessionKey: handle.sessionKey, command, user: this.agentUser, timeoutMs: 15_000 });
-        if (result.exitCode === 0) return;
-        throw new Error(`exit code ${result.exitCode}: ${result.stderr.trim()}`);
-      } catch (error) {
-        const runnerError = this.#error(error, 'kill the agent processes', handle.sessionKey);
-        // not running or gone: there is nothing left to kill
-        if (runnerError.code === 'SANDBOX_UNAVAILABLE' && (isConflict(error) || isNotFound(error))) return;
-        if (attempt < 3) {
-          await sleep(100 * attempt);
-          continue;
-        }
-        // Last resort: restarting the container kills everything in it (files are kept;
-        // the resource counters restart from zero).
-        this.#logger.warn({ sessionKey: handle.sessionKey, err: runnerError.message }, 'sandbox: kill failed, restarting the container');
-        try {
-          await this.docker.getContainer(handle.id).restart({ t: 0 });
-          await this.#waitReady(handle.id, handle.sessionKey);
-        } catch (restartError) {
-          throw this.#error(restartError, 'restart the container', handle.sessionKey);
-        }
-        return;
-      }
-    }
+  killAgentProcesses(handle: SandboxHandle): Promise<void> {
+    return killAll(this.#signals, handle);
   }
 
   /** OOM kills and pids-limit hits since the container started, from its cgroup (cgroup-counters.ts). */
@@ -359,17 +348,25 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   /** Ends every watch and closes the engine event stream (a later watch opens it again). */
   close(): void {
+    this.#known.clear();
     this.#watchers.close();
+  }
+
+  /** True when the session's sandbox is known to run without asking the engine (known-running.ts). */
+  knownRunning(sessionKey: string): boolean {
+    return this.#known.runs(sessionKey);
   }
 
   stop(sessionKey: string): Promise<void> {
     this.#ensures.delete(sessionKey);
+    this.#known.forget(sessionKey);
     this.#counters.forgetSession(sessionKey);
     return this.#serialize(sessionKey, async () => {
       try {
         // t=0: SIGKILL right away, no grace period (the agent keeps no state in memory that matters)
         await this.docker.getContainer(containerName(sessionKey)).stop({ t: 0 });
         this.#logger.debug({ sessionKey }, 'sandbox: stopped');
+        this.#known.forget(sessionKey); // before stop() resolves: its die event may come a moment later
       } catch (error) {
         if (!isNotFound(error) && !isNotModified(error)) throw this.#error(error, 'stop the container', sessionKey);
       }

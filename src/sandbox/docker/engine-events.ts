@@ -51,6 +51,8 @@ export class EngineEvents {
   #droppedAt: number | null = null;
   /** Incremented on each open and close: callbacks of an older stream do nothing. */
   #generation = 0;
+  /** When the open stream opened (performance.now()); null while none is open. */
+  #openedAt: number | null = null;
 
   constructor(docker: Docker, runnerId: string, logger: SandboxLogger) {
     this.#docker = docker;
@@ -73,6 +75,14 @@ export class EngineEvents {
     };
   }
 
+  /**
+   * True when a stream is open now and has been since before `at`
+   * (performance.now()): every event after `at` reached the subscriptions of then.
+   */
+  openSince(at: number): boolean {
+    return this.#openedAt !== null && this.#openedAt <= at;
+  }
+
   /** Ends every subscription and closes the stream. */
   close(): void {
     this.#subscriptions.clear();
@@ -85,6 +95,7 @@ export class EngineEvents {
     this.#opening = null;
     this.#stream?.destroy();
     this.#stream = null;
+    this.#openedAt = null;
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = null;
     this.#backoff = MIN_BACKOFF_MS;
@@ -109,6 +120,7 @@ export class EngineEvents {
         if (generation !== this.#generation) return void stream.destroy();
         this.#opening = null;
         this.#stream = stream;
+        this.#openedAt = performance.now();
         // The stream must not keep the process alive by itself.
         stream.socket?.unref();
         stream.setEncoding('utf8');
@@ -136,6 +148,7 @@ export class EngineEvents {
   #dropped(generation: number, error?: Error): void {
     if (generation !== this.#generation) return;
     this.#stream = null;
+    this.#openedAt = null;
     this.#opening = null;
     this.#droppedAt = Date.now();
     if (this.#subscriptions.size === 0) return;
