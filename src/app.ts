@@ -124,9 +124,7 @@ export async function createRunner(config: Config): Promise<Runner> {
   // PostgreSQL (DATABASE_URL): other nodes share the store, each with its own id (DATA_DIR is shared too).
   const shared = config.databaseUrl !== undefined;
   const runnerId = shared ? clusterNodeId(config.runnerId) : stableRunnerId(config);
-  const store = await openStore(config);
-  const bus = clusterBus(config.databaseUrl, runnerId, logger.child({ component: 'cluster' }));
-  let cluster: ClusterMember | undefined;
+  // Before the store opens: a template the operator's caps refuse fails the start with nothing left open.
   const templates = new TemplateCatalog(config.agentDir, config.defaultAgent, BUILTIN_TEMPLATES_DIR, {
     memoryBytes: config.sandbox.memoryBytes,
     cpus: config.sandbox.nanoCpus / 1e9,
@@ -134,6 +132,9 @@ export async function createRunner(config: Config): Promise<Runner> {
     taskTimeoutMs: config.limits.taskTimeoutMs,
     budgetUsd: config.limits.taskBudgetUsd,
   });
+  const store = await openStore(config);
+  const bus = clusterBus(config.databaseUrl, runnerId, logger.child({ component: 'cluster' }));
+  let cluster: ClusterMember | undefined;
   const sealer = EnvSealer.fromDataDir(config.dataDir, config.secretKey);
   const files = new WorkspaceFiles();
   const dockerSandbox = new DockerSandboxDriver({

@@ -33,7 +33,6 @@ function failAll(error: Error): void {
 function started(): Worker {
   if (worker) return worker;
   const thread = new Worker(WORKER_URL);
-  thread.unref();
   thread.on('message', (reply: UsageReply) => {
     const entry = waiting.get(reply.id);
     if (!entry) return;
@@ -49,6 +48,8 @@ function started(): Worker {
   };
   thread.on('error', gone);
   thread.on('exit', (code) => gone(new Error(`the disk usage worker exited (code ${code})`)));
+  // After the listeners: adding a 'message' listener refs the worker again.
+  thread.unref();
   worker = thread;
   return thread;
 }
