@@ -44,6 +44,8 @@ export class CappedSandboxDriver implements SandboxDriver {
   private readonly lastUsed = new Map<string, number>();
   /** Sandboxes given a slot and still starting: they count against the cap. */
   private readonly starting = new Set<string>();
+  /** Idle sandboxes a slot decision is stopping: their next task waits for that decision. */
+  private readonly stopping = new Set<string>();
   private lock: Promise<void> = Promise.resolve();
 
   constructor(inner: SandboxDriver, options: SandboxCapOptions) {
@@ -62,9 +64,9 @@ export class CappedSandboxDriver implements SandboxDriver {
     this.lastUsed.set(key, Date.now());
     // A start under way is waited for even after an abort: left behind, it would create a container
     // nobody owns any more (after a delete or a shutdown). Only the wait for a slot is given up.
-    // A warm session's sandbox takes no new slot (and, its task running, is nobody's victim):
-    // no wait behind other sessions' slot decisions, no listing of them all.
-    if (this.options.maxRunning <= 0 || this.inner.knownRunning?.(key)) return this.inner.ensure(spec);
+    // A warm session's sandbox takes no new slot: no wait behind other sessions' slot decisions,
+    // no listing of them all. Unless a decision made it a victim (chosen idle, now being stopped).
+    if (this.options.maxRunning <= 0 || (this.inner.knownRunning?.(key) && !this.stopping.has(key))) return this.inner.ensure(spec);
     const deadline = Date.now() + (this.options.waitMs ?? 60_000);
     let outcome: 'running' | 'slot' | 'full';
     for (let waited = false; (outcome = await this.slotBefore(key, deadline, signal)) === 'full'; waited = true) {
@@ -155,11 +157,18 @@ export class CappedSandboxDriver implements SandboxDriver {
       .sort((a, b) => Number(this.isSpare(b)) - Number(this.isSpare(a)) || (this.lastUsed.get(a) ?? 0) - (this.lastUsed.get(b) ?? 0));
     const excess = running.size - max + 1;
     if (excess > idle.length) return 'full';
-    for (const victim of idle.slice(0, Math.max(0, excess))) {
-      this.options.logger.info({ sessionKey: victim, for: sessionKey, maxRunning: max }, 'sandbox cap reached: stopping the least recently used idle sandbox');
-      await this.options.beforeStop(victim);
-      await this.inner.stop(victim);
-      await this.options.afterStop?.(victim);
+    const victims = idle.slice(0, Math.max(0, excess));
+    for (const victim of victims) this.stopping.add(victim);
+    try {
+      for (const victim of victims) {
+        this.options.logger.info({ sessionKey: victim, for: sessionKey, maxRunning: max }, 'sandbox cap reached: stopping the least recently used idle sandbox');
+        await this.options.beforeStop(victim);
+        await this.inner.stop(victim);
+        await this.options.afterStop?.(victim);
+        this.stopping.delete(victim);
+      }
+    } finally {
+      for (const victim of victims) this.stopping.delete(victim);
     }
     this.starting.add(sessionKey);
     return 'slot';

@@ -13,7 +13,7 @@
  * its subfolders are entered: coming back up a deep chain reopens nothing.
  * Each inode counts once; past `maxEntries` the size is Infinity.
  *
- * Owns: one measurement at a time, as asked. Must not touch: anything but
+ * Owns: the measurements asked for, in turns. Must not touch: anything but
  * reading the tree (no write, no chown).
  */
 import { closeSync, constants, lstatSync, openSync, readdirSync } from 'node:fs';
@@ -21,6 +21,8 @@ import { parentPort } from 'node:worker_threads';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
 const WINDOW = 32;
+/** Entries a measurement counts before the next one under way gets its turn (a few milliseconds). */
+const SLICE = 1000;
 /** A folder that went away or was swapped for something else while the walk was in it: skipped. */
 const GONE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
 
@@ -83,8 +85,12 @@ class OpenFolders {
   }
 }
 
-/** Bytes the tree takes on disk (512-byte blocks as allocated); 0 when the folder does not exist. */
-export function measure(dir: string, maxEntries: number): number {
+/**
+ * Bytes the tree takes on disk (512-byte blocks as allocated); 0 when the
+ * folder does not exist. A generator: it pauses every SLICE entries, so the
+ * thread can give the other measurements under way their turn.
+ */
+export function* measure(dir: string, maxEntries: number): Generator<void, number> {
   let root: number;
   try {
     root = openSync(dir, O_RDONLY | O_DIRECTORY);
@@ -100,9 +106,10 @@ export function measure(dir: string, maxEntries: number): number {
    * is open (so coming back up a chain deeper than the window opens nothing
    * again); its subfolders, to enter next. Null: past maxEntries.
    */
-  const count = (depth: number): string[] | null => {
+  const count = function* (depth: number): Generator<void, string[] | null> {
     const subfolders: string[] = [];
     for (const name of readdirSync(`/proc/self/fd/${folders.current()}`)) {
+      if (entries % SLICE === SLICE - 1) yield;
       let info;
       try {
         info = lstatSync(at(folders.current(), name));
@@ -124,7 +131,7 @@ export function measure(dir: string, maxEntries: number): number {
   };
   try {
     // Depth first, without recursion (a tree may be deeper than the stack): one frame per open folder.
-    const top = count(0);
+    const top = yield* count(0);
     if (top === null) return Infinity;
     const frames: Array<{ names: string[]; next: number }> = [{ names: top, next: 0 }];
     while (frames.length > 0) {
@@ -143,7 +150,7 @@ export function measure(dir: string, maxEntries: number): number {
       }
       let inside: string[] | null;
       try {
-        inside = count(frames.length);
+        inside = yield* count(frames.length);
       } catch (error) {
         folders.leave();
         if (GONE.has(codeOf(error))) continue;
@@ -159,12 +166,35 @@ export function measure(dir: string, maxEntries: number): number {
   }
 }
 
-parentPort?.on('message', ({ id, dir, maxEntries }: UsageRequest) => {
-  let reply: UsageReply;
-  try {
-    reply = { id, bytes: measure(dir, maxEntries) };
-  } catch (error) {
-    reply = { id, error: { message: (error as Error).message, code: codeOf(error) || undefined } };
+/**
+ * The measurements under way, each given a slice in turn: a session with a
+ * million files does not hold up another's measurement of a few dozen.
+ */
+const underWay: Array<{ id: number; walk: Generator<void, number> }> = [];
+let turning = false;
+
+function turn(): void {
+  for (const job of [...underWay]) {
+    let reply: UsageReply;
+    try {
+      const step = job.walk.next();
+      if (!step.done) continue;
+      reply = { id: job.id, bytes: step.value };
+    } catch (error) {
+      reply = { id: job.id, error: { message: (error as Error).message, code: codeOf(error) || undefined } };
+    }
+    underWay.splice(underWay.indexOf(job), 1);
+    parentPort!.postMessage(reply);
   }
-  parentPort!.postMessage(reply);
+  turning = underWay.length > 0;
+  // After the messages that came meanwhile: a new request joins the round.
+  if (turning) setImmediate(turn);
+}
+
+parentPort?.on('message', ({ id, dir, maxEntries }: UsageRequest) => {
+  underWay.push({ id, walk: measure(dir, maxEntries) });
+  if (!turning) {
+    turning = true;
+    setImmediate(turn);
+  }
 });

@@ -5,8 +5,10 @@
  * task's start and end, so it must be cheap: the worker's synchronous walk
  * of a session's folders takes a fraction of a millisecond, where an
  * asynchronous one took milliseconds of round trips through the thread pool
- * (which the store's fsyncs share). A worker that fails is replaced at the
- * next measurement; the measurements it had are rejected.
+ * (which the store's fsyncs share). The worker takes the measurements
+ * under way in turns, so a session with a million files does not hold up
+ * another's. A worker that fails is replaced at the next measurement; the
+ * measurements it had are rejected.
  *
  * Owns: the worker and its requests. Must not touch: what the sizes mean (quota.ts).
  */
@@ -65,10 +67,11 @@ export function prestartDiskUsage(): void {
  */
 export function diskUsage(dir: string, maxEntries: number): Promise<number> {
   return new Promise((resolve, reject) => {
+    // First: a worker that cannot start leaves no request behind to keep the next one ref'd.
+    const thread = started();
     const id = nextId++;
     waiting.set(id, { resolve, reject });
     const request: UsageRequest = { id, dir, maxEntries };
-    const thread = started();
     thread.ref();
     thread.postMessage(request);
   });

@@ -62,6 +62,37 @@ async function fullCap(options: Partial<SandboxCapOptions> = {}): Promise<{ inne
 }
 
 describe('sandbox cap', () => {
+  test('a known-running sandbox skips the slot decision, unless a decision is stopping it: then its start waits and restarts it', T, async () => {
+    const inner = new MemoryDriver();
+    const known = new Set<string>();
+    let releaseStop: () => void = () => {};
+    const stopGate = new Promise<void>((resolve) => { releaseStop = resolve; });
+    Object.assign(inner, {
+      knownRunning: (key: string) => known.has(key) && inner.running.get(key) === true,
+      stop: async (key: string) => {
+        await stopGate; // the first stop is slow, until released
+        inner.running.set(key, false);
+      },
+    });
+    const capped = new CappedSandboxDriver(inner, { maxRunning: 1, isBusy: () => false, beforeStop: async () => {}, waitMs: 10_000, logger: quiet });
+    await capped.ensure(spec('a'));
+    known.add('a');
+    const listed = inner.ensures.length;
+    await capped.ensure(spec('a'));
+    assert.equal(inner.ensures.length, listed + 1, 'the warm start went straight to the driver');
+    // b needs the one slot: a (idle) is being stopped for it, slowly.
+    const b = capped.ensure(spec('b'));
+    await sleep(50);
+    let aStarted = false;
+    const a = capped.ensure(spec('a')).then((handle) => { aStarted = true; return handle; });
+    await sleep(50);
+    assert.equal(aStarted, false, 'a waits for the decision that is stopping it');
+    releaseStop();
+    await b;
+    await a;
+    assert.equal(inner.running.get('a'), true, 'a started again once b had its slot decided');
+  });
+
   test('an idle sandbox is stopped to make room (the cap works at all)', T, async () => {
     const { inner, capped } = await fullCap({ isBusy: () => false });
     await capped.ensure(spec('next'));

@@ -108,6 +108,15 @@ test('the quota measures a 2,100-level chain as du does: each inode once, symlin
   assert.equal(openIntoRoot(), 0);
   assert.equal(await diskUsage(join(root, 'measured'), 5000), Infinity, 'past maxEntries (2,100 × 4 entries) it counts as past any quota');
   assert.equal(await diskUsage(join(root, 'no-such-folder'), 1000), 0);
+  // Measurements take turns: a small one asked while the chain is measured is not held up behind it.
+  mkdirSync(join(root, 'small'));
+  writeFileSync(join(root, 'small', 'f'), 'x');
+  const order: string[] = [];
+  await Promise.all([
+    diskUsage(join(root, 'measured'), 1_000_000).then(() => order.push('chain')),
+    diskUsage(join(root, 'small'), 1_000_000).then(() => order.push('small')),
+  ]);
+  assert.deepEqual(order, ['small', 'chain']);
 });
 
 test('a listing does not go below paths no request could name (over 1024 characters)', async () => {

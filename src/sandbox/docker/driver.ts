@@ -287,8 +287,7 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   #waitReady(id: string, sessionKey: string): Promise<void> {
     const toError = (error: unknown, action: string, key: string) => this.#error(error, action, key);
-    const hostNetView = !this.#config.runtime || this.#config.runtime === 'runc';
-    return waitReady({ docker: this.docker, capture: this.#capture, relayUser: this.relayUser, timeoutMs: this.#readyTimeoutMs, hostNetView, toError }, id, sessionKey);
+    return waitReady({ docker: this.docker, capture: this.#capture, relayUser: this.relayUser, timeoutMs: this.#readyTimeoutMs, toError }, id, sessionKey);
   }
 
   async #forceRemove(name: string, sessionKey: string): Promise<void> {
@@ -366,9 +365,10 @@ export class DockerSandboxDriver implements SandboxDriver {
         // t=0: SIGKILL right away, no grace period (the agent keeps no state in memory that matters)
         await this.docker.getContainer(containerName(sessionKey)).stop({ t: 0 });
         this.#logger.debug({ sessionKey }, 'sandbox: stopped');
-        this.#known.forget(sessionKey); // before stop() resolves: its die event may come a moment later
       } catch (error) {
         if (!isNotFound(error) && !isNotModified(error)) throw this.#error(error, 'stop the container', sessionKey);
+      } finally {
+        this.#known.forget(sessionKey); // again once stopped: an ensure queued before may have seen it running
       }
       this.#processes.containerStopped(sessionKey);
     });
@@ -376,6 +376,7 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   remove(sessionKey: string): Promise<void> {
     this.#ensures.delete(sessionKey);
+    this.#known.forget(sessionKey);
     this.#counters.forgetSession(sessionKey);
     return this.#serialize(sessionKey, async () => {
       await this.#forceRemove(containerName(sessionKey), sessionKey);

@@ -10,6 +10,8 @@
  * were being watched (a death before the watch began cannot be missed), and
  * only while the engine's event stream has stayed open since then (a death
  * while it was closed would be heard late). Anything else is looked up again.
+ * The runner never pauses a sandbox; one paused by hand (`docker pause`) stays
+ * trusted, and its task waits until it is unpaused or times out.
  *
  * Owns: what the driver may assume of a running sandbox. Must not touch:
  * containers (the driver acts; this only remembers).

@@ -1,11 +1,12 @@
 /**
  * The readiness probe: a started sandbox is ready when its relay listens on
  * 127.0.0.1:RELAY_PORT, as its network namespace's TCP table shows. Read on
- * the host when the container runs under runc and this process sees the
- * Docker host's /proc (the container's /proc/<pid>/net/tcp: a file read, where
- * an exec costs tens of milliseconds on every sandbox start; gVisor and other
- * runtimes keep their sockets out of it), else from inside by one `cat` as the relay user
- * (no shell, no fork: it works under a full pids limit); again until it shows
+ * the host when the container runs under runc (as the engine reports it,
+ * whatever its default runtime) and this process sees the Docker host's /proc
+ * (the container's /proc/<pid>/net/tcp: a file read, where an exec costs tens
+ * of milliseconds on every sandbox start; gVisor and other runtimes keep their
+ * sockets out of it), else from inside by one `cat` as the relay user (no
+ * shell, no fork: it works under a full pids limit); again until it shows
  * the listening socket or the deadline passes. A container that stopped right
  * after starting fails at once, with the tail of its logs.
  */
@@ -22,8 +23,6 @@ export interface ReadinessProbe {
   /** "uid:gid" of the relay: the probe reads /proc/net/tcp as that user. */
   relayUser: string;
   timeoutMs: number;
-  /** The container's sockets show in the host's /proc/<pid>/net/tcp (runc): read there when visible. */
-  hostNetView: boolean;
   /** Maps a Docker error to a RunnerError. */
   toError(error: unknown, action: string, sessionKey: string): RunnerError;
 }
@@ -43,7 +42,9 @@ export async function waitReady(probe: ReadinessProbe, id: string, sessionKey: s
         `The sandbox of session ${sessionKey} stopped right after starting (exit code ${info.State.ExitCode}${info.State.Error ? `, ${info.State.Error}` : ''})${logs ? `: ${logs}` : ''}`,
       );
     }
-    const table = (probe.hostNetView ? await hostTcpTable(id, info.State.Pid) : null)
+    // The engine names the runtime it used (its default one too): only runc's sockets show on the host.
+    const runc = (info.HostConfig?.Runtime ?? 'runc') === 'runc';
+    const table = (runc ? await hostTcpTable(id, info.State.Pid) : null)
       ?? (await probe.capture({ containerId: id, sessionKey, command: ['cat', '/proc/net/tcp'], user: probe.relayUser, timeoutMs: 5000 }).catch(() => null))?.stdout;
     if (table?.split('\n').some((line) => line.includes(` ${wanted} `) && / 0A /.test(line))) return;
     if (Date.now() > deadline) {
@@ -58,8 +59,11 @@ async function hostTcpTable(containerId: string, pid: number): Promise<string | 
   if (!pid || pid <= 0) return null;
   try {
     // The same pid in another /proc (this process in a container of its own) is another process.
-    if (!(await readFile(`/proc/${pid}/cgroup`, 'utf8')).includes(containerId)) return null;
-    return await readFile(`/proc/${pid}/net/tcp`, 'utf8');
+    const ours = async (): Promise<boolean> => (await readFile(`/proc/${pid}/cgroup`, 'utf8')).includes(containerId);
+    if (!(await ours())) return null;
+    const table = await readFile(`/proc/${pid}/net/tcp`, 'utf8');
+    // Still the container's process after the read: its pid was not reused by another meanwhile.
+    return (await ours()) ? table : null;
   } catch {
     return null;
   }
