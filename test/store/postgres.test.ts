@@ -13,6 +13,7 @@ import type { Task } from '../../src/core/model.ts';
 import { hotPath } from '../../src/metrics/hot-path.ts';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres/index.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { databaseLink } from '../cluster/database-link.ts';
 import { interruptError, makeOutcome, makeSession, makeTask, NO_ACTIVITY } from './fixtures.ts';
 import { defineStoreSuite } from './store-suite.ts';
 
@@ -377,6 +378,34 @@ describe('PostgreSQL store, writes from outside it and the unreachable', () => {
       assert.equal((await store.getTask('t1'))?.status, 'queued');
     } finally {
       await store.close();
+    }
+  });
+
+  test('a connection that breaks while a transaction holds it fails that call, not the process; the store works on after', async () => {
+    const url = await server.createDatabase({ template: migrated });
+    const link = await databaseLink(url);
+    const store = await openPostgresStore({ url: link.url, poolSize: 2, connectTimeoutMs: 1000 });
+    const outside = new pg.Client({ connectionString: url });
+    try {
+      const session = makeSession(1);
+      await store.createSession(session, { maxSessions: 10 });
+      // The enqueue's transaction waits on a row lock taken outside the link, its connection checked out.
+      await outside.connect();
+      await outside.query('begin');
+      await outside.query('select key from sessions where key = $1 for update', [session.key]);
+      const enqueued = store.enqueueTask(makeTask(session, 't1'), { maxQueued: 10 });
+      enqueued.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      link.cut(); // that connection ends under its transaction: pg emits 'error' on the checked-out client
+      await assert.rejects(enqueued);
+      await outside.query('commit');
+      link.restore();
+      assert.equal((await store.getTask('t1'))?.id, undefined, 'its transaction never committed');
+      assert.equal((await store.enqueueTask(makeTask(session, 't2'), { maxQueued: 10 })).created, true);
+    } finally {
+      await outside.end().catch(() => undefined);
+      await store.close();
+      await link.close();
     }
   });
 

@@ -41,6 +41,10 @@ export function createPool(options: PoolOptions): pg.Pool {
   });
   // Without a listener, an idle connection's error (a server restart) would end the process.
   pool.on('error', (error) => options.onIdleError?.(error));
+  // The pool listens only while a connection is idle; one checked out (a transaction between its
+  // queries, the bus's multi-part send) that breaks emits 'error' too, which would end the process.
+  // Its queries fail on their own; the pool drops the connection when it is released.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 
