@@ -165,7 +165,6 @@ export class CappedSandboxDriver implements SandboxDriver {
         await this.options.beforeStop(victim);
         await this.inner.stop(victim);
         await this.options.afterStop?.(victim);
-        this.stopping.delete(victim);
       }
     } finally {
       for (const victim of victims) this.stopping.delete(victim);
