@@ -215,10 +215,6 @@ export class CappedSandboxDriver implements SandboxDriver {
     return this.inner.list();
   }
 
-  knownRunning(sessionKey: string): boolean {
-    return this.inner.knownRunning?.(sessionKey) ?? false;
-  }
-
   /** Sandboxes that run now, as the engine lists them (metrics). */
   async runningCount(): Promise<number> {
     return (await this.inner.list()).filter((sandbox) => sandbox.running).length;

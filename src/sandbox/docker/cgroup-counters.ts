@@ -54,12 +54,21 @@ export function parseCounterFiles(text: string): ResourceCounters {
   return { oomKills, pidsLimitHits };
 }
 
-/** The host paths of the container's memory and pids counter files; null when this process cannot see them. */
-export async function hostCounterFiles(containerId: string, pid: number): Promise<string[] | null> {
+/**
+ * The /proc/<pid>/cgroup of the container's process as the Docker host shows
+ * it; null when `pid` is not that (this process in a container of its own
+ * sees another process under that pid, or none).
+ */
+export async function hostCgroupOf(containerId: string, pid: number): Promise<string | null> {
   if (!pid || pid <= 0) return null;
   const cgroups = await readFile(`/proc/${pid}/cgroup`, 'utf8');
-  // Guard: this must be the container's process as seen from the Docker host.
-  if (!cgroups.includes(containerId)) return null;
+  return cgroups.includes(containerId) ? cgroups : null;
+}
+
+/** The host paths of the container's memory and pids counter files; null when this process cannot see them. */
+export async function hostCounterFiles(containerId: string, pid: number): Promise<string[] | null> {
+  const cgroups = await hostCgroupOf(containerId, pid);
+  if (cgroups === null) return null;
   const paths = new Map<string, string>();
   for (const line of cgroups.trim().split('\n')) {
     const [, controllers, cgroupPath] = line.match(/^\d+:([^:]*):(.*)$/) ?? [];

@@ -59,15 +59,19 @@ export class KnownRunning {
 
   /** The sandbox the session runs, when nothing can have stopped or changed it since it was seen. */
   trusted(sessionKey: string, specHash: string): { id: string; imageId: string } | undefined {
-    const known = this.#known.get(sessionKey);
-    if (!known || known.seenAt === null || known.specHash !== specHash || !this.#events.openSince(known.seenAt)) return undefined;
-    return { id: known.id, imageId: known.imageId };
+    const known = this.#running(sessionKey);
+    return known?.specHash === specHash ? { id: known.id, imageId: known.imageId } : undefined;
   }
 
   /** True when the session's sandbox is trusted to run (whatever its spec). */
   runs(sessionKey: string): boolean {
+    return this.#running(sessionKey) !== undefined;
+  }
+
+  /** Its entry, when it was seen running while watched and no death can have gone unheard since. */
+  #running(sessionKey: string): Known | undefined {
     const known = this.#known.get(sessionKey);
-    return known !== undefined && known.seenAt !== null && this.#events.openSince(known.seenAt);
+    return known && known.seenAt !== null && this.#events.openSince(known.seenAt) ? known : undefined;
   }
 
   /** Before the driver stops, removes or restarts it. */

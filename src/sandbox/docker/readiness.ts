@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { RunnerError } from '../../core/errors.ts';
 import type { Capture } from './capture.ts';
+import { hostCgroupOf } from './cgroup-counters.ts';
 import { RELAY_PORT } from './container-spec.ts';
 
 export interface ReadinessProbe {
@@ -56,14 +57,11 @@ export async function waitReady(probe: ReadinessProbe, id: string, sessionKey: s
 
 /** The container's TCP table read on the host; null when this process does not see the Docker host's /proc. */
 async function hostTcpTable(containerId: string, pid: number): Promise<string | null> {
-  if (!pid || pid <= 0) return null;
   try {
-    // The same pid in another /proc (this process in a container of its own) is another process.
-    const ours = async (): Promise<boolean> => (await readFile(`/proc/${pid}/cgroup`, 'utf8')).includes(containerId);
-    if (!(await ours())) return null;
+    if ((await hostCgroupOf(containerId, pid)) === null) return null;
     const table = await readFile(`/proc/${pid}/net/tcp`, 'utf8');
     // Still the container's process after the read: its pid was not reused by another meanwhile.
-    return (await ours()) ? table : null;
+    return (await hostCgroupOf(containerId, pid)) === null ? null : table;
   } catch {
     return null;
   }
