@@ -226,7 +226,8 @@ export async function proxyConnect(policy: EgressPolicy, sessionKey: string, req
   }
   if (client.destroyed) return;
   let established = false;
-  const upstream: Socket = connect(decision.port, decision.address, () => {
+  // noDelay: a tunnel passes small writes (TLS handshakes) on at once, not after a delayed ACK (Nagle).
+  const upstream: Socket = connect({ port: decision.port, host: decision.address, noDelay: true }, () => {
     established = true;
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) upstream.write(head);

@@ -40,6 +40,10 @@ test('the Docker adapter re-exports the same values and builds its container fro
   assert.equal(targets['/host/claude'], SANDBOX_CLAUDE_PATH);
   assert.equal(spec.WorkingDir, SANDBOX_WORKSPACE);
   assert.deepEqual(spec.Env, [`HOME=${SANDBOX_HOME}`]);
+  // The relay answers the agent with TCP_NODELAY: under Nagle's algorithm the chunked end of each streamed
+  // answer waited for the agent's delayed ACK (~40 ms a task; bench/profile.ts showed it as agent time).
+  const [listen] = (spec.Cmd ?? []).filter((arg) => arg.startsWith('TCP-LISTEN:'));
+  assert.ok(listen?.split(',').includes('nodelay'), `relay listen address: ${listen}`);
 });
 
 test('the agent process gets the home and user of the layout', () => {
