@@ -7,7 +7,9 @@
  * the same, are checked end to end in test/sandbox/gvisor.test.ts).
  */
 import assert from 'node:assert/strict';
+import { readlinkSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { SANDBOX_HOSTS_FILE } from '../../src/sandbox/docker/container-spec.ts';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { docker, lastToolResults, sessionContainer } from './support.ts';
@@ -27,6 +29,10 @@ const INSPECT = [
   // setuid programs exist in the image; with no-new-privileges they give nothing.
   'su -c "id -u" root </dev/null >/dev/null 2>&1 && echo su-worked || echo su-refused',
   'echo "whoami=$(whoami)"',
+  // The network namespace (none): a loopback and nothing else, localhost named, /etc/hosts not the agent's to change.
+  "echo \"interfaces=$(awk -F: 'NR > 2 { gsub(/ /, \"\", $1); print $1 }' /proc/net/dev | tr '\\n' ' ')\"",
+  'echo "localhost=$(getent hosts localhost | head -1 | tr -s \" \" | cut -d\" \" -f1)"',
+  '(echo "127.0.0.1 evil" >> /etc/hosts) 2>/dev/null && echo hosts-writable || echo hosts-readonly',
 ].join('; ');
 
 describe('inside the sandbox', () => {
@@ -49,6 +55,9 @@ describe('inside the sandbox', () => {
       assert.match(seen, new RegExp(line), line);
     }
     assert.match(seen, /docker-sockets=0/);
+    assert.match(seen, /^interfaces=lo $/m);
+    assert.match(seen, /^localhost=(127\.0\.0\.1|::1)$/m);
+    assert.match(seen, /hosts-readonly/);
     // Besides Claude Code's own sockets in /tmp, the one socket in reach is this session's gateway.
     const sockets = /^sockets=(.*)$/m.exec(seen)![1]!.trim().split(' ').filter((s) => !s.startsWith('/tmp/'));
     assert.deepEqual(sockets, ['/run/claude-runner/gateway.sock']);
@@ -71,8 +80,12 @@ describe('inside the sandbox', () => {
     assert.equal(info.HostConfig.MemorySwap, 1024 ** 3);
     assert.equal(info.HostConfig.NanoCpus, 1e9);
     assert.equal(info.HostConfig.NetworkMode, 'none');
+    // Its network namespace is made by the OCI runtime (no Docker network, no libnetwork hook), and is its own.
+    assert.equal((info.Config as { NetworkDisabled?: boolean }).NetworkDisabled, true);
+    assert.notEqual(readlinkSync(`/proc/${info.State.Pid}/ns/net`), readlinkSync('/proc/self/ns/net'));
     assert.deepEqual(info.Mounts.map((m) => `${m.Destination}:${m.RW ? 'rw' : 'ro'}`).sort(),
-      ['/home/agent:rw', '/opt/claude/claude:ro', '/run/claude-runner:ro', '/workspace:rw']);
+      ['/etc/hosts:ro', '/home/agent:rw', '/opt/claude/claude:ro', '/run/claude-runner:ro', '/workspace:rw']);
+    assert.equal(info.Mounts.find((m) => m.Destination === '/etc/hosts')?.Source, SANDBOX_HOSTS_FILE);
     assert.ok(!info.Mounts.some((m) => /docker\.sock|containerd/.test(m.Source ?? '')));
     assert.deepEqual(info.Config.Env.filter((e) => !e.startsWith('PATH=') && !e.startsWith('LANG=')), ['HOME=/home/agent']);
   });

@@ -263,7 +263,9 @@ describe('network policy', () => {
       const container = await sessionContainer(h.runnerId, sessionId);
       assert.ok(container, sessionId);
       const mounts = (await docker.getContainer(container.Id).inspect()).Mounts.map((m) => m.Destination).sort();
-      assert.deepEqual(mounts, ['/home/agent', '/opt/claude/claude', '/run/claude-runner', '/workspace']);
+      // /etc/hosts (read-only, image/etc-hosts) where the network namespace is not Docker's: none and allowlist.
+      const hosts = sessionId === 'net-open' ? [] : ['/etc/hosts'];
+      assert.deepEqual(mounts, [...hosts, '/home/agent', '/opt/claude/claude', '/run/claude-runner', '/workspace']);
     }
   });
 });

@@ -12,8 +12,10 @@
  *    unless the host blocks them (e.g. an iptables rule in the DOCKER-USER chain).
  */
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE, type SandboxSpec } from '../../core/ports/sandbox.ts';
+import { IMAGE_CONTEXT_DIR } from './image.ts';
 
 /** Paths inside the sandbox; those the runtime needs too are defined by the port. */
 export { AGENT_GID, AGENT_UID, SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE } from '../../core/ports/sandbox.ts';
@@ -33,6 +35,8 @@ export const OPEN_NETWORK = 'claude-runner-open';
 export const ICC_OPTION = 'com.docker.network.bridge.enable_icc';
 /** The relay listens here (loopback of the sandbox) and forwards to SANDBOX_GATEWAY_SOCKET. */
 export const RELAY_PORT = 4100;
+/** The /etc/hosts of sandboxes whose network namespace Docker does not make (none, allowlist): localhost. */
+export const SANDBOX_HOSTS_FILE = join(IMAGE_CONTEXT_DIR, 'etc-hosts');
 
 /** The relay user (the container's main process): not the agent, so the agent cannot signal it. */
 export const RELAY_UID = 1001;
@@ -105,12 +109,13 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
   const [entrypoint, ...args] = relayCommand();
   const memoryBytes = spec.limits?.memoryBytes ?? config.limits.memoryBytes;
   const hostConfig: Docker.HostConfig = {
-    // Only these four mounts: never the Docker socket, nothing else of the host.
+    // Only these mounts: never the Docker socket, nothing else of the host.
     Mounts: [
       { Type: 'bind', Source: spec.workspaceDir, Target: SANDBOX_WORKSPACE, ReadOnly: false },
       { Type: 'bind', Source: spec.homeDir, Target: SANDBOX_HOME, ReadOnly: false },
       { Type: 'bind', Source: spec.gatewaySocketDir, Target: SANDBOX_GATEWAY_DIR, ReadOnly: true },
       { Type: 'bind', Source: config.claudeExecutablePath, Target: SANDBOX_CLAUDE_PATH, ReadOnly: true },
+      ...(open ? [] : [{ Type: 'bind' as const, Source: SANDBOX_HOSTS_FILE, Target: '/etc/hosts', ReadOnly: true }]),
     ],
     // The image is read-only. Writable: the two binds above, this /tmp (Claude Code
     // keeps its per-user tmp dir and sockets here; exec allowed: tools build and run
@@ -145,6 +150,10 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
     WorkingDir: SANDBOX_WORKSPACE,
     // The only variable set by the runner; nothing from the host's environment.
     Env: [`HOME=${SANDBOX_HOME}`],
+    // none/allowlist: the OCI runtime makes the sandbox's network namespace, with its loopback up and
+    // nothing else, as Docker's `none` network does; but Docker's way runs its libnetwork hooks (a re-exec
+    // of dockerd) in every start, half of a start's 0.2 s here. Docker writes no /etc/hosts then: ours.
+    ...(open ? {} : { NetworkDisabled: true }),
     AttachStdin: false,
     AttachStdout: false,
     AttachStderr: false,
