@@ -29,7 +29,7 @@ import { markdown, targets, type BenchResults, type ProfileSummary } from './rep
 import { measureSeedLatency, startSeedDesign } from './seed-baseline.ts';
 import { measureSessionList } from './session-list.ts';
 import { measureClosedAgent, measureEmptyPoolSession, measurePoolSession, measureWarm } from './sessions.ts';
-import { round } from './stats.ts';
+import { quietMachine, round } from './stats.ts';
 import { measureThroughput } from './throughput.ts';
 
 const SECTIONS = ['floor', 'warm', 'closed', 'pool', 'empty', 'seed', 'throughput', 'memory', 'fanout', 'list', 'profile'] as const;
@@ -104,6 +104,7 @@ for (const section of selected) {
   const started = performance.now();
   process.stderr.write(`bench: ${section}…`);
   try {
+    await quietMachine();
     await run[section]();
     process.stderr.write(` ${round((performance.now() - started) / 1000, 1)} s\n`);
   } catch (error) {

@@ -8,7 +8,7 @@
  *   empty pool   a new session with READY_POOL_SIZE=0: container created, claude started
  */
 import { startHarness, type Harness } from '../test/support/harness.ts';
-import { pathResult, TASK_MESSAGE, TASK_RULES, waitFor, type PathResult } from './stats.ts';
+import { pathResult, quietMachine, TASK_MESSAGE, TASK_RULES, waitFor, type PathResult } from './stats.ts';
 import { SessionStream } from './stream-client.ts';
 
 /** Pool interface of GET /health (READY_POOL_SIZE). */
@@ -115,10 +115,9 @@ async function measureNewSessions(rounds: number, poolSize: number): Promise<{ t
         }, 60_000, 100);
         // The entry that just became ready has a claude finishing its start: let it settle off the measured task's cores.
         await new Promise((r) => setTimeout(r, 500));
-      } else {
-        // Let the previous deletion's work settle, as the pool wait does.
-        await new Promise((r) => setTimeout(r, 300));
       }
+      // The previous round's deletion (its container removed, its claude ended) is not this round's cost.
+      await quietMachine();
       const sessionId = `new-${poolSize}-${i}`;
       const stream = await SessionStream.open(h.url, sessionId);
       try {

@@ -2,6 +2,7 @@
  * What every bench section shares: the one task every path runs (so figures
  * compare), percentiles, and small waits. Owns no measurement of its own.
  */
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bash, rule, text } from '../src/scripted-model/index.ts';
 import type { Rule } from '../src/scripted-model/types.ts';
@@ -53,6 +54,30 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
     await sleep(everyMs);
+  }
+}
+
+/** Busy and total jiffies of all cores so far (/proc/stat). */
+function cpuJiffies(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  return { busy: total - fields[3]! - fields[4]!, total };
+}
+
+/**
+ * Waits until the machine is quiet (at most 10% of its cores busy over 250 ms), at most `timeoutMs`:
+ * so a section or a round does not pay for what the one before left running (containers being
+ * removed, processes exiting). Gives up silently: a busy machine is measured as it is.
+ */
+export async function quietMachine(timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = cpuJiffies();
+  while (Date.now() < deadline) {
+    await sleep(250);
+    const now = cpuJiffies();
+    const busy = (now.busy - last.busy) / Math.max(1, now.total - last.total);
+    last = now;
+    if (busy <= 0.1) return;
   }
 }
 
