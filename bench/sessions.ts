@@ -101,6 +101,7 @@ async function measureNewSessions(rounds: number, poolSize: number): Promise<{ t
     const text: number[] = [];
     let note: string | undefined;
     let claimed = 0;
+    let busyRounds = 0;
     const pool = await readyPool(h);
     if (poolSize > 0 && pool === undefined) note = 'GET /health reports no readyPool: no pool in this build, so this equals the empty pool';
     else if (poolSize > 0 && pool!.size !== poolSize) note = `readyPool.size is ${pool!.size}, not ${poolSize}`;
@@ -117,7 +118,7 @@ async function measureNewSessions(rounds: number, poolSize: number): Promise<{ t
         await new Promise((r) => setTimeout(r, 500));
       }
       // The previous round's deletion (its container removed, its claude ended) is not this round's cost.
-      await quietMachine();
+      if (!(await quietMachine())) busyRounds++;
       const sessionId = `new-${poolSize}-${i}`;
       const stream = await SessionStream.open(h.url, sessionId);
       try {
@@ -136,6 +137,7 @@ async function measureNewSessions(rounds: number, poolSize: number): Promise<{ t
       if (deleted.status !== 200) throw new Error(`bench: delete failed: ${deleted.status} ${deleted.text}`);
     }
     if (poolSize > 0 && pool && claimed < rounds) note = `only ${claimed} of ${rounds} samples left the pool one short: the others may not have claimed a ready entry`;
+    if (busyRounds > 0) note = [note, `${busyRounds} of ${rounds} rounds started on a busy machine`].filter(Boolean).join('; ');
     return { task, text, ...(note ? { note } : {}) };
   });
 }

@@ -57,28 +57,34 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
-/** Busy and total jiffies of all cores so far (/proc/stat). */
-function cpuJiffies(): { busy: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  return { busy: total - fields[3]! - fields[4]!, total };
+/** Busy and total jiffies of all cores so far (/proc/stat); null where there is none. */
+function cpuJiffies(): { busy: number; total: number } | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    return { busy: total - fields[3]! - fields[4]!, total };
+  } catch {
+    return null;
+  }
 }
 
 /**
  * Waits until the machine is quiet (at most 10% of its cores busy over 250 ms), at most `timeoutMs`:
  * so a section or a round does not pay for what the one before left running (containers being
- * removed, processes exiting). Gives up silently: a busy machine is measured as it is.
+ * removed, processes exiting). False when it gave up: the machine is measured busy (say so).
  */
-export async function quietMachine(timeoutMs = 10_000): Promise<void> {
+export async function quietMachine(timeoutMs = 10_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   let last = cpuJiffies();
+  if (!last) return true;
   while (Date.now() < deadline) {
     await sleep(250);
-    const now = cpuJiffies();
+    const now = cpuJiffies()!;
     const busy = (now.busy - last.busy) / Math.max(1, now.total - last.total);
     last = now;
-    if (busy <= 0.1) return;
+    if (busy <= 0.1) return true;
   }
+  return false;
 }
 
 /** Runs `count` loops at once, each calling `body(loop)` `perLoop` times; returns tasks per second of the whole. */

@@ -144,6 +144,8 @@ export async function createRunner(config: Config): Promise<Runner> {
     claudeExecutablePath: findClaudeExecutable(config.claudeExecutable),
     limits: { memoryBytes: config.sandbox.memoryBytes, nanoCpus: config.sandbox.nanoCpus, pidsLimit: config.sandbox.pidsLimit, tmpSizeBytes: config.sandbox.tmpSizeBytes },
     ...(config.sandbox.runtime ? { runtime: config.sandbox.runtime } : {}),
+    // The /etc/hosts of none and allowlist sandboxes: where the engine sees the same path, as with the session folders.
+    hostsFile: join(config.dataDir, 'sandbox', 'etc-hosts'),
     // Two nodes on one engine: a container of a node that is gone may be replaced by the node running its session now.
     ownerGone: async (owner) => cluster !== undefined && !(await cluster.isLive(owner)),
     logger: logger.child({ component: 'sandbox' }),

@@ -333,6 +333,6 @@ function proxyEnv(mode: NetworkMode): Record<string, string> {
   if (mode === 'open') return {};
   return {
     HTTP_PROXY: SANDBOX_GATEWAY_URL, HTTPS_PROXY: SANDBOX_GATEWAY_URL, http_proxy: SANDBOX_GATEWAY_URL, https_proxy: SANDBOX_GATEWAY_URL,
-    NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost',
+    NO_PROXY: '127.0.0.1,localhost,::1', no_proxy: '127.0.0.1,localhost,::1',
   };
 }

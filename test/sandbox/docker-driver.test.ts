@@ -13,7 +13,6 @@ import type Docker from 'dockerode';
 import { RunnerError } from '../../src/core/errors.ts';
 import type { SandboxHandle, SandboxSpec } from '../../src/core/ports/sandbox.ts';
 import { LABELS, containerName } from '../../src/sandbox/docker/index.ts';
-import { SANDBOX_HOSTS_FILE } from '../../src/sandbox/docker/container-spec.ts';
 import {
   CLAUDE, IMAGE, LIMITS, OTHER_RUNNER_ID, RUN, RUNNER_ID, T, TEST_LABEL,
   containersOf, docker, driver, makeDriver, root, sh, specFor, run, useDriverSuite,
@@ -202,7 +201,7 @@ describe('hardening', () => {
       `bind ${spec.gatewaySocketDir} -> /run/claude-runner ro`,
       `bind ${spec.homeDir} -> /home/agent rw`,
       `bind ${spec.workspaceDir} -> /workspace rw`,
-      `bind ${SANDBOX_HOSTS_FILE} -> /etc/hosts ro`,
+      `bind ${path.join(tmpdir(), 'claude-runner-etc-hosts')} -> /etc/hosts ro`, // the driver's default hostsFile
     ].sort());
     assert.deepEqual(Object.keys(hc.Tmpfs ?? {}), ['/tmp']);
     const wanted = driver.containerSpec(spec).Labels!;

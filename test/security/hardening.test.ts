@@ -7,9 +7,9 @@
  * the same, are checked end to end in test/sandbox/gvisor.test.ts).
  */
 import assert from 'node:assert/strict';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { SANDBOX_HOSTS_FILE } from '../../src/sandbox/docker/container-spec.ts';
+import { SANDBOX_ETC_HOSTS } from '../../src/sandbox/docker/container-spec.ts';
 import { bash, rule, text } from '../../src/scripted-model/index.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { docker, lastToolResults, sessionContainer } from './support.ts';
@@ -80,12 +80,15 @@ describe('inside the sandbox', () => {
     assert.equal(info.HostConfig.MemorySwap, 1024 ** 3);
     assert.equal(info.HostConfig.NanoCpus, 1e9);
     assert.equal(info.HostConfig.NetworkMode, 'none');
-    // Its network namespace is made by the OCI runtime (no Docker network, no libnetwork hook), and is its own.
+    // Its network namespace is made by the OCI runtime (no Docker network, no libnetwork hook): a loopback
+    // alone (seen from inside above), and our /etc/hosts, read-only and readable whatever the runner's umask.
     assert.equal((info.Config as { NetworkDisabled?: boolean }).NetworkDisabled, true);
-    assert.notEqual(readlinkSync(`/proc/${info.State.Pid}/ns/net`), readlinkSync('/proc/self/ns/net'));
     assert.deepEqual(info.Mounts.map((m) => `${m.Destination}:${m.RW ? 'rw' : 'ro'}`).sort(),
       ['/etc/hosts:ro', '/home/agent:rw', '/opt/claude/claude:ro', '/run/claude-runner:ro', '/workspace:rw']);
-    assert.equal(info.Mounts.find((m) => m.Destination === '/etc/hosts')?.Source, SANDBOX_HOSTS_FILE);
+    const hosts = info.Mounts.find((m) => m.Destination === '/etc/hosts')!.Source!;
+    assert.equal(hosts, `${h.dataDir}/sandbox/etc-hosts`);
+    assert.equal(readFileSync(hosts, 'utf8'), SANDBOX_ETC_HOSTS);
+    assert.equal(statSync(hosts).mode & 0o777, 0o644);
     assert.ok(!info.Mounts.some((m) => /docker\.sock|containerd/.test(m.Source ?? '')));
     assert.deepEqual(info.Config.Env.filter((e) => !e.startsWith('PATH=') && !e.startsWith('LANG=')), ['HOME=/home/agent']);
   });

@@ -12,10 +12,8 @@
  *    unless the host blocks them (e.g. an iptables rule in the DOCKER-USER chain).
  */
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE, type SandboxSpec } from '../../core/ports/sandbox.ts';
-import { IMAGE_CONTEXT_DIR } from './image.ts';
 
 /** Paths inside the sandbox; those the runtime needs too are defined by the port. */
 export { AGENT_GID, AGENT_UID, SANDBOX_CLAUDE_PATH, SANDBOX_GATEWAY_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE } from '../../core/ports/sandbox.ts';
@@ -35,8 +33,14 @@ export const OPEN_NETWORK = 'claude-runner-open';
 export const ICC_OPTION = 'com.docker.network.bridge.enable_icc';
 /** The relay listens here (loopback of the sandbox) and forwards to SANDBOX_GATEWAY_SOCKET. */
 export const RELAY_PORT = 4100;
-/** The /etc/hosts of sandboxes whose network namespace Docker does not make (none, allowlist): localhost. */
-export const SANDBOX_HOSTS_FILE = join(IMAGE_CONTEXT_DIR, 'etc-hosts');
+/**
+ * The /etc/hosts of sandboxes whose network namespace the OCI runtime makes (ContainerConfig.hostsFile):
+ * Docker writes one only for the namespaces it makes. The names of Docker's own for `none`.
+ */
+export const SANDBOX_ETC_HOSTS = [
+  '127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', 'fe00::0\tip6-localnet', 'ff00::0\tip6-mcastprefix',
+  'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters', '',
+].join('\n');
 
 /** The relay user (the container's main process): not the agent, so the agent cannot signal it. */
 export const RELAY_UID = 1001;
@@ -74,6 +78,12 @@ export interface ContainerConfig {
   relayUser: string;
   /** The Docker network of `open` sandboxes (default OPEN_NETWORK). */
   openNetwork?: string;
+  /**
+   * Host path of a file holding SANDBOX_ETC_HOSTS. When set, none and allowlist sandboxes get their
+   * network namespace from the OCI runtime (runc: a loopback, up, and nothing else, as with Docker's
+   * `none` network) and this file as their /etc/hosts; when not, Docker's `none` network.
+   */
+  hostsFile?: string;
 }
 
 const SESSION_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/;
@@ -106,6 +116,7 @@ export function relayCommand(): string[] {
  */
 export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): Docker.ContainerCreateOptions {
   const open = spec.network === 'open';
+  const ownNamespace = !open && config.hostsFile !== undefined;
   const [entrypoint, ...args] = relayCommand();
   const memoryBytes = spec.limits?.memoryBytes ?? config.limits.memoryBytes;
   const hostConfig: Docker.HostConfig = {
@@ -115,7 +126,7 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
       { Type: 'bind', Source: spec.homeDir, Target: SANDBOX_HOME, ReadOnly: false },
       { Type: 'bind', Source: spec.gatewaySocketDir, Target: SANDBOX_GATEWAY_DIR, ReadOnly: true },
       { Type: 'bind', Source: config.claudeExecutablePath, Target: SANDBOX_CLAUDE_PATH, ReadOnly: true },
-      ...(open ? [] : [{ Type: 'bind' as const, Source: SANDBOX_HOSTS_FILE, Target: '/etc/hosts', ReadOnly: true }]),
+      ...(ownNamespace ? [{ Type: 'bind' as const, Source: config.hostsFile!, Target: '/etc/hosts', ReadOnly: true }] : []),
     ],
     // The image is read-only. Writable: the two binds above, this /tmp (Claude Code
     // keeps its per-user tmp dir and sockets here; exec allowed: tools build and run
@@ -150,10 +161,10 @@ export function buildContainerSpec(config: ContainerConfig, spec: SandboxSpec): 
     WorkingDir: SANDBOX_WORKSPACE,
     // The only variable set by the runner; nothing from the host's environment.
     Env: [`HOME=${SANDBOX_HOME}`],
-    // none/allowlist: the OCI runtime makes the sandbox's network namespace, with its loopback up and
-    // nothing else, as Docker's `none` network does; but Docker's way runs its libnetwork hooks (a re-exec
-    // of dockerd) in every start, half of a start's 0.2 s here. Docker writes no /etc/hosts then: ours.
-    ...(open ? {} : { NetworkDisabled: true }),
+    // The OCI runtime makes the sandbox's network namespace, with its loopback up and nothing else, as
+    // Docker's `none` network does; but Docker's way runs its libnetwork hook (a re-exec of dockerd) in
+    // every start: half of a start's 0.2 s here. Docker writes no /etc/hosts then: hostsFile is it.
+    ...(ownNamespace ? { NetworkDisabled: true } : {}),
     AttachStdin: false,
     AttachStdout: false,
     AttachStderr: false,

@@ -17,6 +17,7 @@
  *    agent-signals.ts: signals to them, and killAgentProcesses;
  *  - known-running.ts: the sandboxes seen running, trusted until they die
  *    (a warm session's ensure() asks the engine for its image only);
+ *    namespaces.ts: whose network namespace none/allowlist sandboxes get;
  *  - cgroup-counters.ts: the OOM-kill and pids-limit counters;
  *  - engine-events.ts, watch.ts: watch(), from the engine's `oom` and `die`
  *    events (one stream per driver) and a cheap poll of the pids counter;
@@ -61,10 +62,11 @@ import {
 } from './container-spec.ts';
 import { checkEngine } from './engine-check.ts';
 import { EngineEvents } from './engine-events.ts';
-import { imageMissingMessage, isConflict, isMissingNetwork, isNotFound, isNotModified, toRunnerError } from './errors.ts';
+import { engineSocketPath, imageMissingMessage, isConflict, isMissingNetwork, isNotFound, isNotModified, toRunnerError } from './errors.ts';
 import { DockerExecProcess, SessionProcesses, type SandboxLogger } from './exec-process.ts';
 import { prepareHostDirs } from './host-dirs.ts';
 import { KnownRunning } from './known-running.ts';
+import { SandboxNamespaces } from './namespaces.ts';
 import { OpenNetwork } from './open-network.ts';
 import { DEFAULT_IMAGE, silentLogger, type DockerSandboxDriverOptions } from './options.ts';
 import { waitReady } from './readiness.ts';
@@ -96,6 +98,7 @@ export class DockerSandboxDriver implements SandboxDriver {
   #counters: CgroupCounters;
   #watchers: SandboxWatchers;
   #known: KnownRunning;
+  #namespaces: SandboxNamespaces;
   #processes = new SessionProcesses();
   /** Runs one of the driver's own short commands in a container (capture.ts). */
   #capture = (request: CaptureRequest): Promise<CaptureResult> => capture(this.docker, request);
@@ -126,6 +129,7 @@ export class DockerSandboxDriver implements SandboxDriver {
     const events = new EngineEvents(this.docker, this.runnerId, this.#logger);
     this.#watchers = new SandboxWatchers({ events, counters: this.#counters, logger: this.#logger });
     this.#known = new KnownRunning(events);
+    this.#namespaces = new SandboxNamespaces({ docker: this.docker, runtime, hostsFile: options.hostsFile, toError });
     this.#signals = {
       capture: this.#capture, agentUser: this.agentUser, logger: this.#logger, toError,
       restart: async (handle) => {
@@ -143,22 +147,17 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   /** The create options ensure() would use for this spec (for tests and readers). */
   containerSpec(spec: SandboxSpec): Docker.ContainerCreateOptions {
-    return buildContainerSpec(this.#config, spec);
+    return buildContainerSpec({ ...this.#config, hostsFile: this.#namespaces.current }, spec);
   }
 
   #error(error: unknown, action: string, sessionKey?: string): RunnerError {
-    return toRunnerError(error, { action, sessionKey, image: this.image, socketPath: this.#socketPath() });
-  }
-
-  #socketPath(): string | undefined {
-    const value = (this.docker.modem as unknown as { socketPath?: unknown }).socketPath;
-    return typeof value === 'string' ? value : typeof value === 'function' ? '/var/run/docker.sock' : undefined;
+    return toRunnerError(error, { action, sessionKey, image: this.image, socketPath: engineSocketPath(this.docker) });
   }
 
   async check(): Promise<void> {
     await checkEngine({
       docker: this.docker, image: this.image, runtime: this.#config.runtime, claudeExecutablePath: this.#config.claudeExecutablePath,
-      socketPath: this.#socketPath(), toError: (error, action) => this.#error(error, action),
+      socketPath: engineSocketPath(this.docker), toError: (error, action) => this.#error(error, action),
     });
     // Open sandboxes of an earlier run, or of another runner on this engine, may be there
     // already: refuse their connections from the start (ensure() fails closed on a bad network).
@@ -201,7 +200,8 @@ export class DockerSandboxDriver implements SandboxDriver {
     const log = { sessionKey: spec.sessionKey };
     const open = spec.network === 'open';
     if (open) await this.#network.ready(spec.sessionKey);
-    const options = buildContainerSpec(this.#config, spec);
+    const hostsFile = open ? undefined : await this.#namespaces.resolve();
+    const options = buildContainerSpec({ ...this.#config, hostsFile }, spec);
     const wantedHash = options.Labels![LABELS.specHash]!;
     const name = containerName(spec.sessionKey);
     // A warm session's sandbox (known-running.ts): only a rebuilt image is asked about.

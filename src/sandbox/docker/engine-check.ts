@@ -1,14 +1,13 @@
 /**
  * What the driver needs before it can start a sandbox (DockerSandboxDriver.check):
  * an engine that answers, the sandbox image, the configured OCI runtime
- * registered in the engine, and the `claude` executable and hosts file to mount. Each
+ * registered in the engine, and the `claude` executable to mount. Each
  * failure says what to do.
  */
 import { constants as fsConstants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import { RunnerError } from '../../core/errors.ts';
-import { SANDBOX_HOSTS_FILE } from './container-spec.ts';
 import { imageMissingMessage, isNotFound, unavailableMessage } from './errors.ts';
 
 export interface EngineRequirements {
@@ -56,10 +55,5 @@ export async function checkEngine(req: EngineRequirements): Promise<void> {
       'SANDBOX_UNAVAILABLE',
       `The claude executable ${claudeExecutablePath} is missing: run \`npm install\` (it comes with @anthropic-ai/claude-agent-sdk).`,
     );
-  }
-  try {
-    await access(SANDBOX_HOSTS_FILE, fsConstants.R_OK);
-  } catch {
-    throw new RunnerError('SANDBOX_UNAVAILABLE', `The sandboxes' hosts file ${SANDBOX_HOSTS_FILE} is missing: it comes with claude-runner (image/etc-hosts).`);
   }
 }

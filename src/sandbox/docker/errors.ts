@@ -2,6 +2,7 @@
  * The one place where Docker errors become RunnerError codes. Nothing above
  * the driver sees a Docker error, status code or message format.
  */
+import type Docker from 'dockerode';
 import { RunnerError } from '../../core/errors.ts';
 
 interface DockerLikeError {
@@ -92,4 +93,10 @@ export function isConflict(error: unknown): boolean {
 export function isMissingNetwork(error: unknown): boolean {
   const e = (error ?? {}) as DockerLikeError;
   return e.statusCode === 404 && /network .*not found/i.test(dockerMessage(e));
+}
+
+/** The engine's unix socket, as a message names it (undefined over TCP). */
+export function engineSocketPath(docker: Docker): string | undefined {
+  const value = (docker.modem as unknown as { socketPath?: unknown }).socketPath;
+  return typeof value === 'string' ? value : typeof value === 'function' ? '/var/run/docker.sock' : undefined;
 }

@@ -23,6 +23,12 @@ export interface DockerSandboxDriverOptions {
   relayUser?: string;
   /** The Docker network of `open` sandboxes, created when missing (default OPEN_NETWORK). */
   openNetwork?: string;
+  /**
+   * Where the driver writes the /etc/hosts of none and allowlist sandboxes under runc (container-spec.ts,
+   * ContainerConfig.hostsFile): a path the engine sees as this process does, like the session folders
+   * (default: claude-runner-etc-hosts in the OS's temp folder).
+   */
+  hostsFile?: string;
   logger?: SandboxLogger;
   /** How long ensure() waits for the relay to listen (default 10 s). */
   readyTimeoutMs?: number;
