@@ -3,7 +3,8 @@
  * the way, a `claude` on the host speaking stream-json (`-p --input-format
  * stream-json --output-format stream-json --verbose`, partial messages on),
  * fed each task as one user message. Three lines:
- *   live         the next task to a live process (what a warm session cannot beat)
+ *   live         the next task to a live process (what a warm session cannot beat; measured
+ *                with the warm session's tasks interleaved when both run: sessions.ts)
  *   prestarted   the first message to a process started a few seconds earlier
  *   cold         a process started for the task
  *
@@ -84,13 +85,13 @@ class HostClaude {
   }
 }
 
-export interface FloorResults {
-  live: PathResult;
-  prestarted: PathResult;
-  cold: PathResult;
+/** What the floor's `claude` processes run with: their scripted model, HOME and workspace. */
+interface FloorHost {
+  start(): HostClaude;
+  close(): Promise<void>;
 }
 
-export async function measureFloor(rounds: number, referenceRounds: number): Promise<FloorResults> {
+async function floorHost(): Promise<FloorHost> {
   const model: ScriptedModel = await startScriptedModel({ rules: TASK_RULES, requireApiKey: UPSTREAM_KEY, maxRecorded: 10 });
   const base = mkdtempSync('/tmp/cr-bench-floor-');
   const home = join(base, 'home');
@@ -106,46 +107,86 @@ export async function measureFloor(rounds: number, referenceRounds: number): Pro
     // bypassPermissions as root (this bench runs as root on CI machines).
     IS_SANDBOX: '1',
   };
-  const start = (): HostClaude => new HostClaude(executable, env, workspace);
-  try {
-    const live = start();
-    const task: number[] = [];
-    const text: number[] = [];
-    try {
-      await live.send(TASK_MESSAGE);
-      await live.send(TASK_MESSAGE);
-      for (let i = 0; i < rounds; i++) {
-        const turn = await live.send(TASK_MESSAGE);
-        task.push(turn.ended - turn.started);
-        text.push(turn.firstText - turn.started);
-      }
-    } finally {
-      await live.close();
-    }
+  return {
+    start: () => new HostClaude(executable, env, workspace),
+    close: async () => {
+      await model.close();
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+}
 
+/** The floor's live line, one task at a time: for bench/sessions.ts to interleave with the warm session's tasks. */
+export interface LiveFloor {
+  /** One task to the live host `claude`: its time and submit → first text, ms. */
+  task(): Promise<{ ms: number; firstTextMs: number }>;
+  close(): Promise<void>;
+}
+
+export async function startLiveFloor(): Promise<LiveFloor> {
+  const host = await floorHost();
+  const live = host.start();
+  const task = async (): Promise<{ ms: number; firstTextMs: number }> => {
+    const turn = await live.send(TASK_MESSAGE);
+    return { ms: turn.ended - turn.started, firstTextMs: turn.firstText - turn.started };
+  };
+  try {
+    await task();
+    await task();
+  } catch (error) {
+    await live.close();
+    await host.close();
+    throw error;
+  }
+  return { task, close: async () => { await live.close(); await host.close(); } };
+}
+
+/** The floor's live line alone (a warm session measured with it interleaves them instead: sessions.ts). */
+export async function measureLiveFloor(rounds: number): Promise<PathResult> {
+  const floor = await startLiveFloor();
+  const task: number[] = [];
+  const text: number[] = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const turn = await floor.task();
+      task.push(turn.ms);
+      text.push(turn.firstTextMs);
+    }
+  } finally {
+    await floor.close();
+  }
+  return liveFloorResult(task, text);
+}
+
+export function liveFloorResult(task: number[], text: number[], how = 'next task as a message to a live host `claude` (stream-json), no server'): PathResult {
+  return pathResult('floor: live claude on the host', how, task, text);
+}
+
+/** The first message to a host `claude` started a few seconds before, and to one started for the task. */
+export async function measureNewFloors(referenceRounds: number): Promise<{ prestarted: PathResult; cold: PathResult }> {
+  const host = await floorHost();
+  try {
     const preTask: number[] = [];
     const preText: number[] = [];
     const coldTask: number[] = [];
     const coldText: number[] = [];
     for (let i = 0; i < referenceRounds; i++) {
-      const prestarted = start();
+      const prestarted = host.start();
       await sleep(PRESTART_WAIT_MS);
       const turn = await prestarted.send(TASK_MESSAGE).finally(() => prestarted.close());
       preTask.push(turn.ended - turn.started);
       preText.push(turn.firstText - turn.started);
 
-      const cold = start();
+      const cold = host.start();
       const coldTurn = await cold.send(TASK_MESSAGE).finally(() => cold.close());
       coldTask.push(coldTurn.ended - cold.spawnedAt);
       coldText.push(coldTurn.firstText - cold.spawnedAt);
     }
     return {
-      live: pathResult('floor: live claude on the host', 'next task as a message to a live host `claude` (stream-json), no server', task, text),
       prestarted: pathResult('host claude started 3 s earlier', 'first message to a host `claude` started 3 s before', preTask, preText),
       cold: pathResult('host claude started for the task', 'host `claude` spawned, then the task (from spawn)', coldTask, coldText),
     };
   } finally {
-    await model.close();
-    rmSync(base, { recursive: true, force: true });
+    await host.close();
   }
 }

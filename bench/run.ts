@@ -23,7 +23,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { measureFanout } from './fanout.ts';
-import { measureFloor } from './floor.ts';
+import { measureLiveFloor, measureNewFloors, startLiveFloor } from './floor.ts';
 import { measureMemory } from './memory.ts';
 import { markdown, targets, type BenchResults, type ProfileSummary } from './report.ts';
 import { measureSeedLatency, startSeedDesign } from './seed-baseline.ts';
@@ -62,12 +62,22 @@ const profileFile = join(import.meta.dirname, 'profile.ts');
 
 const run: Record<Section, () => Promise<void>> = {
   floor: async () => {
-    const floor = await measureFloor(rounds, Math.min(10, rounds));
-    results.paths.floor = floor.live;
+    // The live line is measured with the warm session's tasks, interleaved, when that runs too.
+    if (!selected.includes('warm')) results.paths.floor = await measureLiveFloor(rounds);
+    const floor = await measureNewFloors(Math.min(10, rounds));
     results.paths.floorPrestarted = floor.prestarted;
     results.paths.floorCold = floor.cold;
   },
-  warm: async () => { results.paths.warm = await measureWarm(rounds); },
+  warm: async () => {
+    const floor = selected.includes('floor') ? await startLiveFloor() : undefined;
+    try {
+      const measured = await measureWarm(rounds, floor);
+      results.paths.warm = measured.warm;
+      if (measured.floor) results.paths.floor = measured.floor;
+    } finally {
+      await floor?.close();
+    }
+  },
   closed: async () => { results.paths.closedAgent = await measureClosedAgent(rounds); },
   pool: async () => { results.paths.pool = await measurePoolSession(rounds); },
   empty: async () => { results.paths.emptyPool = await measureEmptyPoolSession(rounds); },

@@ -8,6 +8,7 @@
  *   empty pool   a new session with READY_POOL_SIZE=0: container created, claude started
  */
 import { startHarness, type Harness } from '../test/support/harness.ts';
+import { liveFloorResult, type LiveFloor } from './floor.ts';
 import { pathResult, quietMachine, TASK_MESSAGE, TASK_RULES, waitFor, type PathResult } from './stats.ts';
 import { SessionStream } from './stream-client.ts';
 
@@ -39,15 +40,26 @@ export async function untimedTask(h: Harness, sessionId: string): Promise<void> 
   if (res.status !== 200) throw new Error(`bench: task failed: ${res.status} ${res.text.slice(0, 500)}`);
 }
 
-export async function measureWarm(rounds: number): Promise<PathResult> {
+/**
+ * The warm session; with `floor`, its tasks alternate with the floor's live host `claude`, one each,
+ * so a machine that speeds up or slows down over the minutes (this VM does) moves both alike.
+ */
+export async function measureWarm(rounds: number, floor?: LiveFloor): Promise<{ warm: PathResult; floor?: PathResult }> {
   return withHarness({ READY_POOL_SIZE: '0' }, async (h) => {
     await untimedTask(h, 'warm');
     await untimedTask(h, 'warm');
     const stream = await SessionStream.open(h.url, 'warm');
     const task: number[] = [];
     const text: number[] = [];
+    const floorTask: number[] = [];
+    const floorText: number[] = [];
     try {
       for (let i = 0; i < rounds; i++) {
+        if (floor) {
+          const turn = await floor.task();
+          floorTask.push(turn.ms);
+          floorText.push(turn.firstTextMs);
+        }
         const { ms, firstTextMs } = await timedTask(h, stream, 'warm');
         task.push(ms);
         text.push(firstTextMs);
@@ -55,7 +67,10 @@ export async function measureWarm(rounds: number): Promise<PathResult> {
     } finally {
       stream.close();
     }
-    return pathResult('warm session', 'next task to the session\'s live agent', task, text);
+    return {
+      warm: pathResult('warm session', 'next task to the session\'s live agent', task, text),
+      ...(floor ? { floor: liveFloorResult(floorTask, floorText, 'next task as a message to a live host `claude` (stream-json), no server; its tasks alternate with the warm session\'s') } : {}),
+    };
   });
 }
 
