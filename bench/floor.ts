@@ -162,8 +162,34 @@ export function liveFloorResult(task: number[], text: number[], how = 'next task
   return pathResult('floor: live claude on the host', how, task, text);
 }
 
-/** The first message to a host `claude` started a few seconds before, and to one started for the task. */
-export async function measureNewFloors(referenceRounds: number): Promise<{ prestarted: PathResult; cold: PathResult }> {
+/** A host `claude` started for each task, one task at a time: for bench/sessions.ts to interleave with new sessions. */
+export interface ColdFloor {
+  /** Spawns a host `claude` and sends it the task: from the spawn to its end and to its first text, ms. */
+  task(): Promise<{ ms: number; firstTextMs: number }>;
+  close(): Promise<void>;
+}
+
+/** One task to a host `claude` spawned for it: from the spawn. */
+async function coldTurnOf(host: FloorHost): Promise<{ ms: number; firstTextMs: number }> {
+  const cold = host.start();
+  const turn = await cold.send(TASK_MESSAGE).finally(() => cold.close());
+  return { ms: turn.ended - cold.spawnedAt, firstTextMs: turn.firstText - cold.spawnedAt };
+}
+
+export async function startColdFloor(): Promise<ColdFloor> {
+  const host = await floorHost();
+  return { task: () => coldTurnOf(host), close: () => host.close() };
+}
+
+export function coldFloorResult(task: number[], text: number[], how = 'host `claude` spawned, then the task (from spawn)'): PathResult {
+  return pathResult('host claude started for the task', how, task, text);
+}
+
+/**
+ * The first message to a host `claude` started a few seconds before, and (`cold`)
+ * to one started for the task, unless a new session's are measured with those interleaved.
+ */
+export async function measureNewFloors(referenceRounds: number, cold: boolean): Promise<{ prestarted: PathResult; cold?: PathResult }> {
   const host = await floorHost();
   try {
     const preTask: number[] = [];
@@ -176,15 +202,14 @@ export async function measureNewFloors(referenceRounds: number): Promise<{ prest
       const turn = await prestarted.send(TASK_MESSAGE).finally(() => prestarted.close());
       preTask.push(turn.ended - turn.started);
       preText.push(turn.firstText - turn.started);
-
-      const cold = host.start();
-      const coldTurn = await cold.send(TASK_MESSAGE).finally(() => cold.close());
-      coldTask.push(coldTurn.ended - cold.spawnedAt);
-      coldText.push(coldTurn.firstText - cold.spawnedAt);
+      if (!cold) continue;
+      const coldTurn = await coldTurnOf(host);
+      coldTask.push(coldTurn.ms);
+      coldText.push(coldTurn.firstTextMs);
     }
     return {
       prestarted: pathResult('host claude started 3 s earlier', 'first message to a host `claude` started 3 s before', preTask, preText),
-      cold: pathResult('host claude started for the task', 'host `claude` spawned, then the task (from spawn)', coldTask, coldText),
+      ...(cold ? { cold: coldFloorResult(coldTask, coldText) } : {}),
     };
   } finally {
     await host.close();

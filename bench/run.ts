@@ -23,7 +23,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { measureFanout } from './fanout.ts';
-import { measureLiveFloor, measureNewFloors, startLiveFloor } from './floor.ts';
+import { measureLiveFloor, measureNewFloors, startColdFloor, startLiveFloor } from './floor.ts';
 import { measureMemory } from './memory.ts';
 import { markdown, targets, type BenchResults, type ProfileSummary } from './report.ts';
 import { measureSeedLatency, startSeedDesign } from './seed-baseline.ts';
@@ -64,9 +64,10 @@ const run: Record<Section, () => Promise<void>> = {
   floor: async () => {
     // The live line is measured with the warm session's tasks, interleaved, when that runs too.
     if (!selected.includes('warm')) results.paths.floor = await measureLiveFloor(rounds);
-    const floor = await measureNewFloors(Math.min(10, rounds));
+    // So is the cold line with the new sessions of an empty pool.
+    const floor = await measureNewFloors(Math.min(10, rounds), !selected.includes('empty'));
     results.paths.floorPrestarted = floor.prestarted;
-    results.paths.floorCold = floor.cold;
+    if (floor.cold) results.paths.floorCold = floor.cold;
   },
   warm: async () => {
     const floor = selected.includes('floor') ? await startLiveFloor() : undefined;
@@ -80,7 +81,16 @@ const run: Record<Section, () => Promise<void>> = {
   },
   closed: async () => { results.paths.closedAgent = await measureClosedAgent(rounds); },
   pool: async () => { results.paths.pool = await measurePoolSession(rounds); },
-  empty: async () => { results.paths.emptyPool = await measureEmptyPoolSession(rounds); },
+  empty: async () => {
+    const floor = selected.includes('floor') ? await startColdFloor() : undefined;
+    try {
+      const measured = await measureEmptyPoolSession(rounds, floor);
+      results.paths.emptyPool = measured.emptyPool;
+      if (measured.floorCold) results.paths.floorCold = measured.floorCold;
+    } finally {
+      await floor?.close();
+    }
+  },
   seed: async () => {
     const seed = await startSeedDesign();
     try {

@@ -8,7 +8,7 @@
  *   empty pool   a new session with READY_POOL_SIZE=0: container created, claude started
  */
 import { startHarness, type Harness } from '../test/support/harness.ts';
-import { liveFloorResult, type LiveFloor } from './floor.ts';
+import { coldFloorResult, liveFloorResult, type ColdFloor, type LiveFloor } from './floor.ts';
 import { pathResult, quietMachine, TASK_MESSAGE, TASK_RULES, waitFor, type PathResult } from './stats.ts';
 import { SessionStream } from './stream-client.ts';
 
@@ -110,10 +110,12 @@ async function readyPool(h: Harness): Promise<ReadyPool | undefined> {
  * deleted (so live agents do not pile up). With a pool, each waits first for
  * the pool to be full, so each sample claims a ready entry.
  */
-async function measureNewSessions(rounds: number, poolSize: number): Promise<{ task: number[]; text: number[]; note?: string }> {
+async function measureNewSessions(rounds: number, poolSize: number, floor?: ColdFloor): Promise<{ task: number[]; text: number[]; floorTask: number[]; floorText: number[]; note?: string }> {
   return withHarness({ READY_POOL_SIZE: String(poolSize), MAX_LIVE_AGENTS: '8' }, async (h) => {
     const task: number[] = [];
     const text: number[] = [];
+    const floorTask: number[] = [];
+    const floorText: number[] = [];
     let note: string | undefined;
     let claimed = 0;
     let busyRounds = 0;
@@ -134,6 +136,12 @@ async function measureNewSessions(rounds: number, poolSize: number): Promise<{ t
       }
       // The previous round's deletion (its container removed, its claude ended) is not this round's cost.
       if (!(await quietMachine())) busyRounds++;
+      if (floor) {
+        const turn = await floor.task();
+        floorTask.push(turn.ms);
+        floorText.push(turn.firstTextMs);
+        await quietMachine();
+      }
       const sessionId = `new-${poolSize}-${i}`;
       const stream = await SessionStream.open(h.url, sessionId);
       try {
@@ -153,7 +161,7 @@ async function measureNewSessions(rounds: number, poolSize: number): Promise<{ t
     }
     if (poolSize > 0 && pool && claimed < rounds) note = `only ${claimed} of ${rounds} samples left the pool one short: the others may not have claimed a ready entry`;
     if (busyRounds > 0) note = [note, `${busyRounds} of ${rounds} rounds started on a busy machine`].filter(Boolean).join('; ');
-    return { task, text, ...(note ? { note } : {}) };
+    return { task, text, floorTask, floorText, ...(note ? { note } : {}) };
   });
 }
 
@@ -162,7 +170,11 @@ export async function measurePoolSession(rounds: number): Promise<PathResult> {
   return pathResult('new session from the pool', 'first task of a new session, READY_POOL_SIZE=2 (pool full before each)', task, text, note);
 }
 
-export async function measureEmptyPoolSession(rounds: number): Promise<PathResult> {
-  const { task, text, note } = await measureNewSessions(rounds, 0);
-  return pathResult('new session, empty pool', 'first task of a new session, READY_POOL_SIZE=0: container created, claude started', task, text, note);
+/** With `floor`, each new session alternates with a host `claude` started for the task (the cold floor), one each. */
+export async function measureEmptyPoolSession(rounds: number, floor?: ColdFloor): Promise<{ emptyPool: PathResult; floorCold?: PathResult }> {
+  const { task, text, floorTask, floorText, note } = await measureNewSessions(rounds, 0, floor);
+  return {
+    emptyPool: pathResult('new session, empty pool', 'first task of a new session, READY_POOL_SIZE=0: container created, claude started', task, text, note),
+    ...(floor ? { floorCold: coldFloorResult(floorTask, floorText, 'host `claude` spawned, then the task (from spawn); alternating with the empty-pool sessions') } : {}),
+  };
 }
