@@ -51,6 +51,9 @@ const ms = (n: number | undefined): string => (n === undefined || Number.isNaN(n
 /** What a new session with an empty pool took above a cold host `claude` when its 0.76 s goal was set (issue 12's table). */
 const EMPTY_POOL_OVER_COLD_MS = 757 - 416;
 
+/** A difference in whole ms with its sign: +12, -3. */
+const signed = (diff: number): string => `${diff >= 0 ? '+' : ''}${round(diff, 0)}`;
+
 export function targets(r: BenchResults): Target[] {
   const list: Target[] = [];
   const add = (name: string, goal: string, measured: string | null, met: boolean | null): void => {
@@ -58,10 +61,10 @@ export function targets(r: BenchResults): Target[] {
   };
   const { floor, floorCold, warm, pool, emptyPool } = r.paths;
   add('warm p50 over the floor', '≤ floor p50 + 40 ms',
-    floor && warm ? `${ms(warm.taskMs.p50)} vs ${ms(floor.taskMs.p50)} (+${round(warm.taskMs.p50 - floor.taskMs.p50, 0)} ms)` : null,
+    floor && warm ? `${ms(warm.taskMs.p50)} vs ${ms(floor.taskMs.p50)} (${signed(warm.taskMs.p50 - floor.taskMs.p50)} ms)` : null,
     floor && warm ? warm.taskMs.p50 <= floor.taskMs.p50 + 40 : null);
   add('warm p99 over the floor', '≤ floor p99 + 150 ms',
-    floor && warm ? `${ms(warm.taskMs.p99)} vs ${ms(floor.taskMs.p99)} (+${round(warm.taskMs.p99 - floor.taskMs.p99, 0)} ms)` : null,
+    floor && warm ? `${ms(warm.taskMs.p99)} vs ${ms(floor.taskMs.p99)} (${signed(warm.taskMs.p99 - floor.taskMs.p99)} ms)` : null,
     floor && warm ? warm.taskMs.p99 <= floor.taskMs.p99 + 150 : null);
   const ft = r.profile?.firstTextAfterFirstByteMs;
   add('first text after the model\'s first byte (profile)', 'p50 ≤ 30 ms', ft ? `p50 ${ft.p50} ms, p99 ${ft.p99} ms` : null, ft ? ft.p50 <= 30 : null);
@@ -69,7 +72,7 @@ export function targets(r: BenchResults): Target[] {
   add('new session, empty pool, p50', '≤ 760 ms', emptyPool ? `${ms(emptyPool.taskMs.p50)}` : null, emptyPool ? emptyPool.taskMs.p50 <= 760 : null);
   // The same goal against the same run's cold host claude: the day it was set, 757 ms against 416 ms.
   add('new session, empty pool, over a cold host claude (same run)', `≤ +${EMPTY_POOL_OVER_COLD_MS} ms (757 vs 416 ms when the 0.76 s goal was set)`,
-    emptyPool && floorCold ? `${ms(emptyPool.taskMs.p50)} vs ${ms(floorCold.taskMs.p50)} (+${round(emptyPool.taskMs.p50 - floorCold.taskMs.p50, 0)} ms)` : null,
+    emptyPool && floorCold ? `${ms(emptyPool.taskMs.p50)} vs ${ms(floorCold.taskMs.p50)} (${signed(emptyPool.taskMs.p50 - floorCold.taskMs.p50)} ms)` : null,
     emptyPool && floorCold ? emptyPool.taskMs.p50 - floorCold.taskMs.p50 <= EMPTY_POOL_OVER_COLD_MS : null);
   const top = r.throughput?.find((row) => row.sessions === 32);
   add('throughput, 32 sessions, vs the seed\'s design', '≥ 5×', top?.ratio != null ? `${top.ratio}× (${top.runner.perSecond} vs ${top.seed!.perSecond} tasks/s)` : null, top?.ratio != null ? top.ratio >= 5 : null);

@@ -60,6 +60,16 @@ const results: BenchResults = {
 
 const profileFile = join(import.meta.dirname, 'profile.ts');
 
+/** Runs `measure` with a floor line whose tasks it interleaves with its own, when the floor section is selected. */
+async function withFloor<F extends { close(): Promise<void> }, T>(start: () => Promise<F>, measure: (floor: F | undefined) => Promise<T>): Promise<T> {
+  const floor = selected.includes('floor') ? await start() : undefined;
+  try {
+    return await measure(floor);
+  } finally {
+    await floor?.close();
+  }
+}
+
 const run: Record<Section, () => Promise<void>> = {
   floor: async () => {
     // The live line is measured with the warm session's tasks, interleaved, when that runs too.
@@ -70,26 +80,16 @@ const run: Record<Section, () => Promise<void>> = {
     if (floor.cold) results.paths.floorCold = floor.cold;
   },
   warm: async () => {
-    const floor = selected.includes('floor') ? await startLiveFloor() : undefined;
-    try {
-      const measured = await measureWarm(rounds, floor);
-      results.paths.warm = measured.warm;
-      if (measured.floor) results.paths.floor = measured.floor;
-    } finally {
-      await floor?.close();
-    }
+    const measured = await withFloor(startLiveFloor, (floor) => measureWarm(rounds, floor));
+    results.paths.warm = measured.warm;
+    if (measured.floor) results.paths.floor = measured.floor;
   },
   closed: async () => { results.paths.closedAgent = await measureClosedAgent(rounds); },
   pool: async () => { results.paths.pool = await measurePoolSession(rounds); },
   empty: async () => {
-    const floor = selected.includes('floor') ? await startColdFloor() : undefined;
-    try {
-      const measured = await measureEmptyPoolSession(rounds, floor);
-      results.paths.emptyPool = measured.emptyPool;
-      if (measured.floorCold) results.paths.floorCold = measured.floorCold;
-    } finally {
-      await floor?.close();
-    }
+    const measured = await withFloor(startColdFloor, (floor) => measureEmptyPoolSession(rounds, floor));
+    results.paths.emptyPool = measured.emptyPool;
+    if (measured.floorCold) results.paths.floorCold = measured.floorCold;
   },
   seed: async () => {
     const seed = await startSeedDesign();
