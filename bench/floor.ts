@@ -116,14 +116,15 @@ async function floorHost(): Promise<FloorHost> {
   };
 }
 
-/** The floor's live line, one task at a time: for bench/sessions.ts to interleave with the warm session's tasks. */
-export interface LiveFloor {
-  /** One task to the live host `claude`: its time and submit → first text, ms. */
+/** A line of the floor driven one task at a time: for bench/sessions.ts to interleave with the runner's tasks. */
+export interface FloorLine {
+  /** One task: its time and submit → first text, ms (for a `claude` started for the task, from its spawn). */
   task(): Promise<{ ms: number; firstTextMs: number }>;
   close(): Promise<void>;
 }
 
-export async function startLiveFloor(): Promise<LiveFloor> {
+/** The live line: the next task to a live host `claude`. */
+export async function startLiveFloor(): Promise<FloorLine> {
   const host = await floorHost();
   const live = host.start();
   const task = async (): Promise<{ ms: number; firstTextMs: number }> => {
@@ -162,13 +163,6 @@ export function liveFloorResult(task: number[], text: number[], how = 'next task
   return pathResult('floor: live claude on the host', how, task, text);
 }
 
-/** A host `claude` started for each task, one task at a time: for bench/sessions.ts to interleave with new sessions. */
-export interface ColdFloor {
-  /** Spawns a host `claude` and sends it the task: from the spawn to its end and to its first text, ms. */
-  task(): Promise<{ ms: number; firstTextMs: number }>;
-  close(): Promise<void>;
-}
-
 /** One task to a host `claude` spawned for it: from the spawn. */
 async function coldTurnOf(host: FloorHost): Promise<{ ms: number; firstTextMs: number }> {
   const cold = host.start();
@@ -176,7 +170,8 @@ async function coldTurnOf(host: FloorHost): Promise<{ ms: number; firstTextMs: n
   return { ms: turn.ended - cold.spawnedAt, firstTextMs: turn.firstText - cold.spawnedAt };
 }
 
-export async function startColdFloor(): Promise<ColdFloor> {
+/** The cold line: a host `claude` started for each task. */
+export async function startColdFloor(): Promise<FloorLine> {
   const host = await floorHost();
   return { task: () => coldTurnOf(host), close: () => host.close() };
 }

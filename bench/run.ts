@@ -23,7 +23,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { measureFanout } from './fanout.ts';
-import { measureLiveFloor, measureNewFloors, startColdFloor, startLiveFloor } from './floor.ts';
+import { measureLiveFloor, measureNewFloors, startColdFloor, startLiveFloor, type FloorLine } from './floor.ts';
 import { measureMemory } from './memory.ts';
 import { markdown, targets, type BenchResults, type ProfileSummary } from './report.ts';
 import { measureSeedLatency, startSeedDesign } from './seed-baseline.ts';
@@ -61,7 +61,7 @@ const results: BenchResults = {
 const profileFile = join(import.meta.dirname, 'profile.ts');
 
 /** Runs `measure` with a floor line whose tasks it interleaves with its own, when the floor section is selected. */
-async function withFloor<F extends { close(): Promise<void> }, T>(start: () => Promise<F>, measure: (floor: F | undefined) => Promise<T>): Promise<T> {
+async function withFloor<T>(start: () => Promise<FloorLine>, measure: (floor: FloorLine | undefined) => Promise<T>): Promise<T> {
   const floor = selected.includes('floor') ? await start() : undefined;
   try {
     return await measure(floor);

@@ -8,7 +8,7 @@
  *   empty pool   a new session with READY_POOL_SIZE=0: container created, claude started
  */
 import { startHarness, type Harness } from '../test/support/harness.ts';
-import { coldFloorResult, liveFloorResult, type ColdFloor, type LiveFloor } from './floor.ts';
+import { coldFloorResult, liveFloorResult, type FloorLine } from './floor.ts';
 import { pathResult, quietMachine, TASK_MESSAGE, TASK_RULES, waitFor, type PathResult } from './stats.ts';
 import { SessionStream } from './stream-client.ts';
 
@@ -44,7 +44,7 @@ export async function untimedTask(h: Harness, sessionId: string): Promise<void> 
  * The warm session; with `floor`, its tasks alternate with the floor's live host `claude`, one each,
  * so a machine that speeds up or slows down over the minutes (this VM does) moves both alike.
  */
-export async function measureWarm(rounds: number, floor?: LiveFloor): Promise<{ warm: PathResult; floor?: PathResult }> {
+export async function measureWarm(rounds: number, floor?: FloorLine): Promise<{ warm: PathResult; floor?: PathResult }> {
   return withHarness({ READY_POOL_SIZE: '0' }, async (h) => {
     await untimedTask(h, 'warm');
     await untimedTask(h, 'warm');
@@ -110,7 +110,7 @@ async function readyPool(h: Harness): Promise<ReadyPool | undefined> {
  * deleted (so live agents do not pile up). With a pool, each waits first for
  * the pool to be full, so each sample claims a ready entry.
  */
-async function measureNewSessions(rounds: number, poolSize: number, floor?: ColdFloor): Promise<{ task: number[]; text: number[]; floorTask: number[]; floorText: number[]; note?: string }> {
+async function measureNewSessions(rounds: number, poolSize: number, floor?: FloorLine): Promise<{ task: number[]; text: number[]; floorTask: number[]; floorText: number[]; note?: string }> {
   return withHarness({ READY_POOL_SIZE: String(poolSize), MAX_LIVE_AGENTS: '8' }, async (h) => {
     const task: number[] = [];
     const text: number[] = [];
@@ -171,7 +171,7 @@ export async function measurePoolSession(rounds: number): Promise<PathResult> {
 }
 
 /** With `floor`, each new session alternates with a host `claude` started for the task (the cold floor), one each. */
-export async function measureEmptyPoolSession(rounds: number, floor?: ColdFloor): Promise<{ emptyPool: PathResult; floorCold?: PathResult }> {
+export async function measureEmptyPoolSession(rounds: number, floor?: FloorLine): Promise<{ emptyPool: PathResult; floorCold?: PathResult }> {
   const { task, text, floorTask, floorText, note } = await measureNewSessions(rounds, 0, floor);
   return {
     emptyPool: pathResult('new session, empty pool', 'first task of a new session, READY_POOL_SIZE=0: container created, claude started', task, text, note),

@@ -55,7 +55,7 @@ export function at(dir: FileHandle, name?: string): string {
 let procWorks = false;
 
 /** Opens the workspace root (the runner's own path); checks once that /proc/self/fd leads back to it. */
-export async function openRoot(root: string): Promise<FileHandle> {
+async function openRoot(root: string): Promise<FileHandle> {
   const handle = await open(root, O_RDONLY | O_DIRECTORY);
   if (procWorks) return handle;
   try {
