@@ -8,13 +8,15 @@
  *   /v1/...            → the Messages API upstream, with the real credential
  *                        swapped in; usage metered per task, budget and call
  *                        limit enforced, at most `concurrentCalls` at once
+ *   (a ready session's agent rehearsing: answered here, rehearsal.ts)
  *   CONNECT, http://…  → the egress proxy (allowlist policy; under none it
  *                        refuses everything, with a reason)
  *
  * The parts: session-sockets.ts (one unix socket per session, as long as its
  * sandbox runs), task-ledger.ts (tokens, spend, budgets, call limits, upstream
  * slots), upstream.ts (what may be sent, forwarding, metering the answer),
- * egress-proxy.ts (the sandbox's way out under `allowlist`).
+ * egress-proxy.ts (the sandbox's way out under `allowlist`), rehearsal.ts (a
+ * ready session's agent's first turn, answered here).
  *
  * Owns: sockets, sandbox tokens, metering. Must not touch: the store, events,
  * the sandbox; it reports through the callbacks of each TaskGrant, and what
@@ -35,6 +37,7 @@ import { hotPath } from '../metrics/hot-path.ts';
 import type { Redactor } from '../secrets/redactor.ts';
 import { HeaderDeadlines } from './connection-deadlines.ts';
 import { proxyConnect, proxyHttp, type Destination, type EgressPolicy } from './egress-proxy.ts';
+import { answerRehearsal } from './rehearsal.ts';
 import { SessionSockets } from './session-sockets.ts';
 import { TaskLedger, type Call, type OpenTask } from './task-ledger.ts';
 import { apiError, forwardCall, modelApiRoute, prepareBody, readBody, type ModelApiRoute, type UpstreamOptions } from './upstream.ts';
@@ -165,6 +168,10 @@ export class SocketModelGateway implements ModelGateway {
     await this.ledger.standby(sessionKey, socketDir);
   }
 
+  rehearse(sessionKey: string): () => void {
+    return this.ledger.rehearse(sessionKey);
+  }
+
   closeTask(taskId: string): Promise<TaskMeter> {
     return this.ledger.close(taskId);
   }
@@ -194,6 +201,10 @@ export class SocketModelGateway implements ModelGateway {
     }
     const token = presentedToken(req);
     const task = token ? this.ledger.byTokenOf(token) : undefined;
+    if (!task && token && this.ledger.rehearses(sessionKey, token)) {
+      void answerRehearsal(req, res, route, this.limits.maxRequestBody);
+      return;
+    }
     // No task open for this session (or a stale token): 401, and Claude Code asks its key helper again.
     if (!task || task.grant.sessionKey !== sessionKey) {
       this.tell('bad_token');

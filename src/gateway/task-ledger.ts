@@ -79,6 +79,8 @@ export class TaskLedger {
   private readonly bySession = new Map<string, OpenTask>();
   /** Each attached session's token, as long as its sandbox lives. */
   private readonly sessionTokens = new Map<string, { token: string; hash: string }>();
+  /** Sessions whose agent rehearses (rehearsal.ts): the gateway answers their token itself. */
+  private readonly rehearsing = new Set<string>();
 
   constructor(options: TaskLedgerOptions) {
     this.options = options;
@@ -97,11 +99,23 @@ export class TaskLedger {
   /** The session's sandbox is gone, and its agent with it: its token dies; the next sandbox gets a new one. */
   forgetSession(sessionKey: string): void {
     this.sessionTokens.delete(sessionKey);
+    this.rehearsing.delete(sessionKey);
   }
 
   /** The token of an agent started before its session's first task (a ready session): it opens nothing until a task does. */
   async standby(sessionKey: string, socketDir: string): Promise<void> {
     await this.sessionToken(sessionKey, socketDir);
+  }
+
+  /** Until the returned function is called, the session's own token is answered by the gateway's rehearsal (it opens no task). */
+  rehearse(sessionKey: string): () => void {
+    this.rehearsing.add(sessionKey);
+    return () => this.rehearsing.delete(sessionKey);
+  }
+
+  /** True when the token is this session's and the session rehearses. */
+  rehearses(sessionKey: string, token: string): boolean {
+    return this.rehearsing.has(sessionKey) && this.sessionTokens.get(sessionKey)?.hash === hashToken(token);
   }
 
   /** Opens the task: the session's token (minted and written to `socketDir/token` if new) reaches it until close. */

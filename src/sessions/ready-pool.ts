@@ -3,7 +3,8 @@
  * anyone asks for them. Each has a workspace copied from its template, its
  * hardened sandbox running (the very spec its first task would make:
  * src/tasks/session-setup.ts), the gateway's socket open and a live `claude`
- * started and waiting for its first message. A new session claims one (the
+ * started, rehearsed (one turn the gateway answers, then cleared: no model
+ * call, no cost) and waiting for its first task. A new session claims one (the
  * entry's key becomes the session's key) and only pays for its task.
  *
  * Refilling is background work at low priority: it waits while tasks run
@@ -38,7 +39,7 @@ export interface ReadyPoolDeps {
   templates: Pick<TemplateCatalog, 'names' | 'get' | 'readyPoolSize'>;
   dirs: SessionDirectories;
   sandbox: SpareSandboxes;
-  gateway: Pick<ModelGateway, 'attachSession' | 'standbyToken' | 'sandboxEnv'>;
+  gateway: Pick<ModelGateway, 'attachSession' | 'standbyToken' | 'rehearse' | 'sandboxEnv'>;
   runtime: Pick<AgentRuntime, 'prestart' | 'release' | 'liveSessions'>;
   defaults: { model: string | undefined; network: NetworkMode };
   /** READY_POOL_SIZE: entries per template (a template's runner.json may say otherwise). */
@@ -305,13 +306,19 @@ export class ReadyPool {
         await this.discard(entry.key);
         return 'made';
       }
-      await deps.runtime.prestart(agentSetupFor(template, { sessionKey: entry.key, sandbox: handle }, {
-        model: template.model ?? deps.defaults.model,
-        outputSchema: template.outputSchema,
-        network,
-        env: {},
-        processEnv: deps.gateway.sandboxEnv(network),
-      }));
+      // Its first turn is a rehearsal the gateway answers: the first task's message finds a warmed-up `claude`.
+      const rehearsing = deps.gateway.rehearse(entry.key);
+      try {
+        await deps.runtime.prestart(agentSetupFor(template, { sessionKey: entry.key, sandbox: handle }, {
+          model: template.model ?? deps.defaults.model,
+          outputSchema: template.outputSchema,
+          network,
+          env: {},
+          processEnv: deps.gateway.sandboxEnv(network),
+        }));
+      } finally {
+        rehearsing();
+      }
       if (gone()) {
         await this.discard(entry.key);
         return 'made';

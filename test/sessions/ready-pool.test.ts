@@ -3,15 +3,16 @@
  * live `claude` made before it asked, the pool refills behind it (never while
  * a task runs), an entry is never handed out twice, spares are hardened like
  * any sandbox, they yield their slot to a real session under the caps, a
- * template change drains them, and a session's cost and memory are the same
- * whether it came from the pool or not.
+ * template change drains them, their agent's rehearsal never reaches the
+ * model nor the first task's conversation, and a session's cost and memory
+ * are the same whether it came from the pool or not.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Docker from 'dockerode';
-import { bash, filterRequests, rule, text } from '../../src/scripted-model/index.ts';
+import { bash, filterRequests, rule, text, toolUse } from '../../src/scripted-model/index.ts';
 import { containersOf, eventually, startHarness, type Harness } from '../support/harness.ts';
 
 const docker = new Docker();
@@ -114,6 +115,31 @@ describe('ready sessions', () => {
     assert.equal(names.length, 2, 'pool-b and one new ready session');
   });
 
+  test('a ready agent rehearses without the model: nothing reaches it, and the first task\'s conversation is the task\'s alone', async () => {
+    await waitReady(h, 1);
+    const spare = (await spareNames(h))[0]!.replace('claude-runner-', '');
+    const projects = join(h.dataDir, 'sessions', spare, 'home', '.claude', 'projects', '-workspace');
+    const transcripts = (): string[] => readdirSync(projects).filter((name) => name.endsWith('.jsonl'));
+    // The conversation `/clear` began, which the first task continues; the rehearsal's own is removed.
+    const before = transcripts();
+    assert.equal(before.length, 1);
+    assert.doesNotMatch(readFileSync(join(projects, before[0]!), 'utf8'), /Rehearsal/);
+    assert.deepEqual(h.model.requests.filter((request) => /Rehearsal/.test(JSON.stringify(request.body))), [], 'no rehearsal call reached the model');
+    h.model.clearRequests();
+
+    const res = await submit(h, 'rehearsed', 'remember pear');
+    assert.equal(res.status, 'succeeded');
+    assert.equal(await keyOf(h, 'rehearsed'), spare, 'the session came from the pool');
+    const calls = filterRequests(h.model.requests, { kind: 'main' });
+    assert.equal(calls.length, 1);
+    const messages = (calls[0]!.body as { messages: unknown[] }).messages;
+    assert.doesNotMatch(JSON.stringify(messages), /Rehearsal|Ready\./, 'the rehearsal is not in the conversation');
+    assert.match(JSON.stringify(messages), /remember pear/);
+    const session = (await h.runner.store.findSession('default', 'rehearsed'))!;
+    assert.deepEqual(transcripts(), before, 'still one transcript');
+    assert.equal(before[0], `${session.agentSessionId}.jsonl`, 'the session\'s');
+  });
+
   test('a ready sandbox is hardened exactly like one made for a session\'s first task', async () => {
     await waitReady(h, 1);
     const [spare] = await spareNames(h);
@@ -214,5 +240,27 @@ describe('ready sessions under the caps', () => {
     await new Promise((r) => setTimeout(r, 1000));
     assert.deepEqual([...(await runningContainers(h)).keys()], [realName]);
     assert.deepEqual(await readyPool(h), { size: 1, ready: 0 });
+  });
+});
+
+describe('ready sessions of a template with an output schema', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      rules: [rule('forecast', toolUse('StructuredOutput', { celsius: 21.5 }))],
+      template: { 'output.schema.json': { type: 'object', properties: { celsius: { type: 'number' } }, required: ['celsius'] } },
+      env: { READY_POOL_SIZE: '1' },
+    });
+  });
+  after(async () => h?.close());
+
+  test('the rehearsal ends without structured output, and the first task from the pool answers with it', async () => {
+    await waitReady(h, 1);
+    const [spare] = await spareNames(h);
+    const res = await submit(h, 'schema-1', 'forecast');
+    assert.equal(`claude-runner-${await keyOf(h, 'schema-1')}`, spare, 'from the pool');
+    assert.equal(res.status, 'succeeded', JSON.stringify(res));
+    assert.deepEqual(res.output, { celsius: 21.5 });
+    assert.equal(filterRequests(h.model.requests, { kind: 'main' }).length, 1, 'one model call, the task\'s');
   });
 });

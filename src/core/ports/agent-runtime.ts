@@ -106,8 +106,10 @@ export interface AgentRuntime {
   run(request: AgentRunRequest): Promise<AgentRunResult>;
   /**
    * Starts the session's agent process before its first task (a ready
-   * session) and resolves once it is up and waiting. Until a task reaches it,
-   * it is a spare: never closed for being idle, the first closed for room.
+   * session) and resolves once it is up and waiting. It first rehearses a
+   * turn, which the caller has the gateway answer (ModelGateway.rehearse), in
+   * a conversation the task never sees. Until a task reaches it, it is a
+   * spare: never closed for being idle, the first closed for room.
    */
   prestart(setup: AgentSetup): Promise<void>;
   /** Ends the session's live agent process, if any (idle, reset, delete, abort). */

@@ -108,6 +108,13 @@ export interface ModelGateway {
    * whose first call may present it (Claude Code reads its key once at start).
    */
   standbyToken(sessionKey: string): Promise<void>;
+  /**
+   * Until the returned function is called, the model calls a ready session's
+   * agent makes with its standby token, while no task is open, are answered
+   * by the gateway itself with a scripted rehearsal: nothing goes upstream,
+   * nothing is metered (AgentRuntime.prestart).
+   */
+  rehearse(sessionKey: string): () => void;
   /** The `sandboxEnv` openTask gives under this network policy (the same for every task: a live agent keeps it). */
   sandboxEnv(mode: NetworkMode): Record<string, string>;
   /**

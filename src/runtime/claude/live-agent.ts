@@ -8,7 +8,7 @@
  * `spawnClaudeCodeProcess`, as an exec in the sandbox: its Bash tool and the
  * tools of the template run there, never on the host.
  */
-import { query, type Query, type SDKMessage, type SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
+import { query, type Query, type SDKMessage, type SDKResultMessage, type SDKUserMessage } from '@anthropic-ai/claude-agent-sdk';
 import { RunnerError } from '../../core/errors.ts';
 import type { AgentEvent, AgentRunRequest, AgentRunResult } from '../../core/ports/agent-runtime.ts';
 import { SANDBOX_WORKSPACE, type SandboxDriver, type SandboxHandle } from '../../core/ports/sandbox.ts';
@@ -44,6 +44,8 @@ export interface LiveAgentOptions {
 export class ResumeLostError extends Error {}
 
 const TOOL_RESULT_LIMIT = 64 * 1024;
+/** The rehearsal's message: what the gateway answers does not depend on it (src/gateway/rehearsal.ts). */
+const REHEARSAL_PROMPT = 'Rehearsal: run `true` with Bash, then say Ready.';
 const STDERR_TAIL = 4000;
 
 interface Turn {
@@ -79,6 +81,8 @@ export class LiveAgent {
   private readonly input = new MessageQueue<SDKUserMessage>();
   private readonly query: Query;
   private turn: Turn | null = null;
+  /** A message of the rehearsal waiting for its result (no task's: nothing is emitted). */
+  private rehearsal: { done(message: SDKResultMessage): void; failed(error: Error): void } | null = null;
   private init: { model: string; tools: string[] } | null = null;
   private ended = false;
   private stderrTail = '';
@@ -149,6 +153,42 @@ export class LiveAgent {
     if (this.ended) throw new RunnerError('AGENT_CRASHED', 'The agent process ended as it started.');
   }
 
+  /**
+   * A ready session's rehearsal, before any task: one turn whose model calls
+   * the gateway answers itself (src/gateway/rehearsal.ts), then Claude Code's
+   * `/clear`. The first task then finds a process that has run a turn (about
+   * 150 ms less on its first message) in a conversation of its own, which
+   * starts with Claude Code's record that `/clear` ran. Returns the id of the
+   * rehearsal's conversation, whose transcript the caller removes.
+   */
+  async rehearse(timeoutMs: number): Promise<string> {
+    const rehearsed = await this.internalMessage(REHEARSAL_PROMPT, timeoutMs);
+    const cleared = await this.internalMessage('/clear', timeoutMs);
+    if (cleared.session_id === rehearsed.session_id) {
+      throw new RunnerError('AGENT_CRASHED', 'The agent process did not start a new conversation after its rehearsal.');
+    }
+    this.agentSessionId = cleared.session_id;
+    return rehearsed.session_id;
+  }
+
+  private internalMessage(prompt: string, timeoutMs: number): Promise<SDKResultMessage> {
+    if (this.ended) return Promise.reject(new RunnerError('AGENT_CRASHED', 'The agent process has ended.'));
+    if (this.turn || this.rehearsal) return Promise.reject(new Error('LiveAgent.rehearse while a message is under way'));
+    return new Promise<SDKResultMessage>((resolve, reject) => {
+      const timer = setTimeout(() => rehearsal.failed(new RunnerError('AGENT_CRASHED', `The agent's rehearsal did not end within ${timeoutMs} ms.`)), timeoutMs);
+      const settle = (): void => {
+        clearTimeout(timer);
+        if (this.rehearsal === rehearsal) this.rehearsal = null;
+      };
+      const rehearsal = {
+        done: (message: SDKResultMessage) => { settle(); resolve(message); },
+        failed: (error: Error) => { settle(); reject(error); },
+      };
+      this.rehearsal = rehearsal;
+      this.input.push({ type: 'user', message: { role: 'user', content: prompt }, parent_tool_use_id: null, session_id: this.agentSessionId ?? '' });
+    });
+  }
+
   /** Sends one task to the agent and waits for its answer. One at a time. */
   send(request: AgentRunRequest): Promise<AgentRunResult> {
     if (this.ended) return Promise.reject(new RunnerError('AGENT_CRASHED', 'The agent process has ended.'));
@@ -196,6 +236,7 @@ export class LiveAgent {
     this.input.close();
     this.query.close();
     this.turn?.settle({ error: new RunnerError('AGENT_CRASHED', 'The agent process was closed.') });
+    this.rehearsal?.failed(new RunnerError('AGENT_CRASHED', 'The agent process was closed.'));
   }
 
   private emit(turn: Turn, event: AgentEvent): void {
@@ -225,6 +266,7 @@ export class LiveAgent {
     const wasEnded = this.ended;
     this.ended = true;
     this.input.close();
+    this.rehearsal?.failed(new RunnerError('AGENT_CRASHED', `The agent process ended during its rehearsal. ${this.stderrTail.trim()}`.trim()));
     if (!this.turn) return;
     const text = `${failure?.message ?? ''}\n${this.stderrTail}`;
     if (/No conversation found/i.test(text)) {
@@ -287,7 +329,7 @@ export class LiveAgent {
         return;
       }
       case 'result': {
-        if (!turn) return;
+        if (!turn) return void this.rehearsal?.done(message);
         this.agentSessionId = message.session_id;
         this.completedTurns += 1;
         turn.settle(this.outcome(turn, message));

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { RunnerError } from '../../core/errors.ts';
 import type { AgentRunRequest, AgentRunResult, AgentRuntime, AgentSetup } from '../../core/ports/agent-runtime.ts';
-import { AGENT_USER, SANDBOX_HOME, type SandboxDriver } from '../../core/ports/sandbox.ts';
+import { AGENT_USER, SANDBOX_HOME, SANDBOX_WORKSPACE, type SandboxDriver } from '../../core/ports/sandbox.ts';
 import { LiveAgent, ResumeLostError, type LiveAgentOptions } from './live-agent.ts';
 
 export interface ClaudeRuntimeOptions {
@@ -92,12 +92,29 @@ export class ClaudeAgentRuntime implements AgentRuntime {
     if (this.agents.size >= this.options.maxLiveAgents) throw new RunnerError('SANDBOX_BUSY', 'No room for another live agent (MAX_LIVE_AGENTS).');
     const agent = this.start(setup, this.fingerprint(setup), null);
     agent.spare = true;
+    const timeoutMs = this.options.startTimeoutMs ?? 60_000;
     try {
-      await agent.ready(this.options.startTimeoutMs ?? 60_000);
+      await agent.ready(timeoutMs);
+      const rehearsal = await agent.rehearse(timeoutMs);
+      await this.removeTranscript(setup.sandbox, rehearsal);
     } catch (error) {
       if (this.agents.get(setup.sessionKey) === agent) await this.release(setup.sessionKey);
       throw error;
     }
+  }
+
+  /** Removes a conversation's transcript (Claude Code keeps them under ~/.claude/projects/<cwd, / as ->/). */
+  private async removeTranscript(sandbox: AgentSetup['sandbox'], conversationId: string): Promise<void> {
+    if (!/^[0-9a-f-]{36}$/.test(conversationId)) throw new RunnerError('AGENT_CRASHED', `Unexpected conversation id ${JSON.stringify(conversationId)}.`);
+    const file = `${SANDBOX_HOME}/.claude/projects/${SANDBOX_WORKSPACE.replaceAll('/', '-')}/${conversationId}.jsonl`;
+    const rm = this.options.sandbox.exec(sandbox, ['rm', '-f', file], { cwd: SANDBOX_WORKSPACE, env: { HOME: SANDBOX_HOME } });
+    rm.stdin.end();
+    rm.stdout.resume();
+    const code = await new Promise<number | null>((resolve, reject) => {
+      rm.once('exit', (exitCode) => resolve(exitCode));
+      rm.once('error', reject);
+    });
+    if (code !== 0) throw new RunnerError('AGENT_CRASHED', `Could not remove the rehearsal's transcript (rm exited with ${code}).`);
   }
 
   async release(sessionKey: string): Promise<void> {
