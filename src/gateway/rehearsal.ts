@@ -12,32 +12,46 @@
  * a session rehearses), upstream calls.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
 import { sendJson, sendTurn } from '../scripted-model/respond.ts';
 import { bash, text } from '../scripted-model/script.ts';
-import type { MessagesRequest, Turn } from '../scripted-model/types.ts';
+import type { Turn } from '../scripted-model/types.ts';
 import { apiError, readBody, type ModelApiRoute } from './upstream.ts';
 
 const NO_USAGE = { input_tokens: 0, output_tokens: 0 };
 
+/** What the rehearsal reads of a call; anything else in the body is ignored. */
+const RehearsalCall = z.object({
+  model: z.string().optional(),
+  stream: z.boolean().optional(),
+  messages: z.array(z.object({ role: z.string() })).optional(),
+  tools: z.array(z.object({ name: z.string().optional() })).optional(),
+});
+type RehearsalCall = z.infer<typeof RehearsalCall>;
+
 /** The answer to one call of the rehearsal: Bash first when the agent has it, then the end of the turn. */
-export function rehearsalTurn(body: MessagesRequest): Turn {
-  const last = body.messages?.at(-1);
-  const afterTool = Array.isArray(last?.content) && last.content.some((block) => (block as { type?: string }).type === 'tool_result');
-  const hasBash = body.tools?.some((tool) => (tool as { name?: string }).name === 'Bash') ?? false;
-  return !afterTool && hasBash ? bash('true', { description: 'rehearsal', usage: NO_USAGE }) : text('Ready.', { usage: NO_USAGE });
+function rehearsalTurn(call: RehearsalCall): Turn {
+  // Once the model has answered, the turn ends: a reminder Claude Code adds (an output schema's) gets text, not another Bash call.
+  const answered = call.messages?.some((message) => message.role === 'assistant') ?? false;
+  const hasBash = call.tools?.some((tool) => tool.name === 'Bash') ?? false;
+  return !answered && hasBash ? bash('true', { description: 'rehearsal', usage: NO_USAGE }) : text('Ready.', { usage: NO_USAGE });
 }
 
-/** Answers one model call of a rehearsing session, in the gateway. */
+/** Answers one model call of a rehearsing session, in the gateway. Never rejects. */
 export async function answerRehearsal(req: IncomingMessage, res: ServerResponse, route: ModelApiRoute, maxBody: number): Promise<void> {
-  const raw = await readBody(req, maxBody, AbortSignal.timeout(30_000));
-  if (raw === null) return;
-  if (raw === 'too large') return apiError(res, 413, 'request_too_large', 'request body too large');
-  let body: MessagesRequest;
   try {
-    body = JSON.parse(raw.toString('utf8')) as MessagesRequest;
+    const raw = await readBody(req, maxBody, AbortSignal.timeout(30_000));
+    if (raw === null) return;
+    if (raw === 'too large') return apiError(res, 413, 'request_too_large', 'request body too large');
+    let call: RehearsalCall;
+    try {
+      call = RehearsalCall.parse(JSON.parse(raw.toString('utf8')));
+    } catch {
+      return apiError(res, 400, 'invalid_request_error', 'claude-runner gateway: not a Messages API request');
+    }
+    if (!route.metered) return sendJson(res, 200, { input_tokens: 0 });
+    await sendTurn(res, rehearsalTurn(call), call.model ?? 'rehearsal', call.stream === true);
   } catch {
-    return apiError(res, 400, 'invalid_request_error', 'claude-runner gateway: the body is not JSON');
+    apiError(res, 500, 'api_error', 'claude-runner gateway: the rehearsal could not answer');
   }
-  if (!route.metered) return sendJson(res, 200, { input_tokens: 0 });
-  await sendTurn(res, rehearsalTurn(body), typeof body.model === 'string' ? body.model : 'rehearsal', body.stream === true);
 }

@@ -327,8 +327,10 @@ export class ReadyPool {
       deps.logger.info({ sessionKey: entry.key, template: templateName, ms: Math.round(performance.now() - started) }, 'ready pool: session ready');
       return 'made';
     } catch (error) {
-      deps.logger.warn({ template: templateName, err: error, failures: this.failures + 1 }, 'ready pool: could not prepare a session');
       await this.discard(entry.key);
+      // Closed for room or by a template change as it started: not a failure to back off from.
+      if (gone()) return 'made';
+      deps.logger.warn({ template: templateName, err: error, failures: this.failures + 1 }, 'ready pool: could not prepare a session');
       return 'failed';
     }
   }

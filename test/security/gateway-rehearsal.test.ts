@@ -79,6 +79,24 @@ describe('the gateway rehearses a ready session', () => {
     assert.equal((await call(rig, token, { body: first })).status, 401, 'refused again once the rehearsal ended');
   });
 
+  test('a malformed call gets a clear 400 and the gateway goes on; a reminder after an answer gets text, not another Bash call', async () => {
+    const end = rig.gateway.rehearse('s1');
+    try {
+      for (const body of ['null', '5', '{"messages":5}', 'not json', ...[{ ...first, tools: 'x' }, { ...first, tools: [null] }, { ...first, messages: [null] }].map((b) => JSON.stringify(b))]) {
+        const answer = await call(rig, token, { body });
+        assert.equal(answer.status, 400, body);
+        assert.equal((answer.json as { error: { type: string } }).error.type, 'invalid_request_error');
+      }
+      const reminder = { ...afterTool, messages: [...afterTool.messages, { role: 'assistant', content: 'Ready.' }, { role: 'user', content: 'Call StructuredOutput.' }] };
+      const done = events((await call(rig, token, { body: reminder })).body);
+      assert.equal((done.find((e) => e.type === 'message_delta')!.delta as { stop_reason: string }).stop_reason, 'end_turn');
+      assert.equal((await call(rig, token, { body: first })).status, 200, 'still answering');
+      assert.equal(upstream.seen.length, 0);
+    } finally {
+      end();
+    }
+  });
+
   test('an open task\'s calls go upstream and are metered, rehearsal or not', async () => {
     const end = rig.gateway.rehearse('s1');
     try {
@@ -95,12 +113,16 @@ describe('the gateway rehearses a ready session', () => {
   });
 
   test('a session whose sandbox went stops rehearsing with it', async () => {
-    rig.gateway.rehearse('s1');
-    await rig.gateway.detachSession('s1');
-    await rig.gateway.attachSession('s1', rig.dir);
-    await rig.gateway.standbyToken('s1');
-    const fresh = readFileSync(join(rig.dir, 'token'), 'utf8');
-    assert.notEqual(fresh, token);
-    assert.equal((await call(rig, fresh, { body: first })).status, 401);
+    const end = rig.gateway.rehearse('s1');
+    try {
+      await rig.gateway.detachSession('s1');
+      await rig.gateway.attachSession('s1', rig.dir);
+      await rig.gateway.standbyToken('s1');
+      const fresh = readFileSync(join(rig.dir, 'token'), 'utf8');
+      assert.notEqual(fresh, token);
+      assert.equal((await call(rig, fresh, { body: first })).status, 401);
+    } finally {
+      end();
+    }
   });
 });

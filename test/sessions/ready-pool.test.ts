@@ -4,7 +4,8 @@
  * a task runs), an entry is never handed out twice, spares are hardened like
  * any sandbox, they yield their slot to a real session under the caps, a
  * template change drains them, their agent's rehearsal never reaches the
- * model nor the first task's conversation, and a session's cost and memory
+ * model nor the first task's conversation (which starts with Claude Code's
+ * record of `/clear`), and a session's cost and memory of its conversation
  * are the same whether it came from the pool or not.
  */
 import assert from 'node:assert/strict';
@@ -115,7 +116,7 @@ describe('ready sessions', () => {
     assert.equal(names.length, 2, 'pool-b and one new ready session');
   });
 
-  test('a ready agent rehearses without the model: nothing reaches it, and the first task\'s conversation is the task\'s alone', async () => {
+  test('a ready agent rehearses without the model: nothing reaches it, and the first task\'s conversation holds none of it', async () => {
     await waitReady(h, 1);
     const spare = (await spareNames(h))[0]!.replace('claude-runner-', '');
     const projects = join(h.dataDir, 'sessions', spare, 'home', '.claude', 'projects', '-workspace');

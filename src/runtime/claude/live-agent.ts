@@ -162,8 +162,14 @@ export class LiveAgent {
    * rehearsal's conversation, whose transcript the caller removes.
    */
   async rehearse(timeoutMs: number): Promise<string> {
-    const rehearsed = await this.internalMessage(REHEARSAL_PROMPT, timeoutMs);
-    const cleared = await this.internalMessage('/clear', timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    const rehearsed = await this.internalMessage(REHEARSAL_PROMPT, deadline);
+    // An output schema's template cannot end this turn well (the rehearsal gives no structured output): that one failure is expected.
+    const warmedUp = rehearsed.subtype === 'success' ? !rehearsed.is_error : rehearsed.subtype === 'error_max_structured_output_retries';
+    if (!warmedUp) {
+      throw new RunnerError('AGENT_CRASHED', `The agent's rehearsal failed (${rehearsed.subtype}). ${this.stderrTail.trim().split('\n').at(-1) ?? ''}`.trim());
+    }
+    const cleared = await this.internalMessage('/clear', deadline);
     if (cleared.session_id === rehearsed.session_id) {
       throw new RunnerError('AGENT_CRASHED', 'The agent process did not start a new conversation after its rehearsal.');
     }
@@ -171,11 +177,12 @@ export class LiveAgent {
     return rehearsed.session_id;
   }
 
-  private internalMessage(prompt: string, timeoutMs: number): Promise<SDKResultMessage> {
+  /** A message of the runner's own (no task's: nothing is emitted), answered by its `result`. */
+  private internalMessage(prompt: string, deadline: number): Promise<SDKResultMessage> {
     if (this.ended) return Promise.reject(new RunnerError('AGENT_CRASHED', 'The agent process has ended.'));
-    if (this.turn || this.rehearsal) return Promise.reject(new Error('LiveAgent.rehearse while a message is under way'));
+    if (this.turn || this.rehearsal) return Promise.reject(new Error('LiveAgent: an internal message while another message is under way'));
     return new Promise<SDKResultMessage>((resolve, reject) => {
-      const timer = setTimeout(() => rehearsal.failed(new RunnerError('AGENT_CRASHED', `The agent's rehearsal did not end within ${timeoutMs} ms.`)), timeoutMs);
+      const timer = setTimeout(() => rehearsal.failed(new RunnerError('AGENT_CRASHED', "The agent's rehearsal did not end in time.")), Math.max(0, deadline - Date.now()));
       const settle = (): void => {
         clearTimeout(timer);
         if (this.rehearsal === rehearsal) this.rehearsal = null;
@@ -192,7 +199,7 @@ export class LiveAgent {
   /** Sends one task to the agent and waits for its answer. One at a time. */
   send(request: AgentRunRequest): Promise<AgentRunResult> {
     if (this.ended) return Promise.reject(new RunnerError('AGENT_CRASHED', 'The agent process has ended.'));
-    if (this.turn) return Promise.reject(new Error('LiveAgent.send while a task is running'));
+    if (this.turn || this.rehearsal) return Promise.reject(new Error('LiveAgent.send while a message is under way'));
     if (request.signal.aborted) return Promise.reject(request.signal.reason);
     this.lastUsedAt = Date.now();
     this.spare = false;

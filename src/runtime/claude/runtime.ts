@@ -92,11 +92,13 @@ export class ClaudeAgentRuntime implements AgentRuntime {
     if (this.agents.size >= this.options.maxLiveAgents) throw new RunnerError('SANDBOX_BUSY', 'No room for another live agent (MAX_LIVE_AGENTS).');
     const agent = this.start(setup, this.fingerprint(setup), null);
     agent.spare = true;
-    const timeoutMs = this.options.startTimeoutMs ?? 60_000;
+    // One deadline for the start, the rehearsal and its clean-up: the pool fills one entry at a time.
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 60_000);
+    const left = (): number => Math.max(0, deadline - Date.now());
     try {
-      await agent.ready(timeoutMs);
-      const rehearsal = await agent.rehearse(timeoutMs);
-      await this.removeTranscript(setup.sandbox, rehearsal);
+      await agent.ready(left());
+      const rehearsal = await agent.rehearse(left());
+      await this.removeTranscript(setup.sandbox, rehearsal, left());
     } catch (error) {
       if (this.agents.get(setup.sessionKey) === agent) await this.release(setup.sessionKey);
       throw error;
@@ -104,16 +106,17 @@ export class ClaudeAgentRuntime implements AgentRuntime {
   }
 
   /** Removes a conversation's transcript (Claude Code keeps them under ~/.claude/projects/<cwd, / as ->/). */
-  private async removeTranscript(sandbox: AgentSetup['sandbox'], conversationId: string): Promise<void> {
+  private async removeTranscript(sandbox: AgentSetup['sandbox'], conversationId: string, timeoutMs: number): Promise<void> {
     if (!/^[0-9a-f-]{36}$/.test(conversationId)) throw new RunnerError('AGENT_CRASHED', `Unexpected conversation id ${JSON.stringify(conversationId)}.`);
     const file = `${SANDBOX_HOME}/.claude/projects/${SANDBOX_WORKSPACE.replaceAll('/', '-')}/${conversationId}.jsonl`;
     const rm = this.options.sandbox.exec(sandbox, ['rm', '-f', file], { cwd: SANDBOX_WORKSPACE, env: { HOME: SANDBOX_HOME } });
     rm.stdin.end();
     rm.stdout.resume();
+    const timer = setTimeout(() => rm.kill('SIGKILL'), timeoutMs);
     const code = await new Promise<number | null>((resolve, reject) => {
       rm.once('exit', (exitCode) => resolve(exitCode));
       rm.once('error', reject);
-    });
+    }).finally(() => clearTimeout(timer));
     if (code !== 0) throw new RunnerError('AGENT_CRASHED', `Could not remove the rehearsal's transcript (rm exited with ${code}).`);
   }
 
