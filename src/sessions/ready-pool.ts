@@ -327,9 +327,11 @@ export class ReadyPool {
       deps.logger.info({ sessionKey: entry.key, template: templateName, ms: Math.round(performance.now() - started) }, 'ready pool: session ready');
       return 'made';
     } catch (error) {
-      await this.discard(entry.key);
       // Closed for room or by a template change as it started: not a failure to back off from.
-      if (gone()) return 'made';
+      // Asked before the discard, which takes the entry out (and would make every failure look gone).
+      const wasGone = gone();
+      await this.discard(entry.key);
+      if (wasGone) return 'made';
       deps.logger.warn({ template: templateName, err: error, failures: this.failures + 1 }, 'ready pool: could not prepare a session');
       return 'failed';
     }
