@@ -167,7 +167,7 @@ export class LiveAgent {
     // An output schema's template cannot end this turn well (the rehearsal gives no structured output): that one failure is expected.
     const warmedUp = rehearsed.subtype === 'success' ? !rehearsed.is_error : rehearsed.subtype === 'error_max_structured_output_retries';
     if (!warmedUp) {
-      throw new RunnerError('AGENT_CRASHED', `The agent's rehearsal failed (${rehearsed.subtype}). ${this.stderrTail.trim().split('\n').at(-1) ?? ''}`.trim());
+      throw new RunnerError('AGENT_CRASHED', `The agent's rehearsal failed: ${this.failureDetail(rehearsed)}`);
     }
     const cleared = await this.internalMessage('/clear', deadline);
     if (cleared.session_id === rehearsed.session_id) {
@@ -347,6 +347,12 @@ export class LiveAgent {
     }
   }
 
+  /** What a failed result says went wrong: the model API's error, Claude Code's errors, or its last stderr line. */
+  private failureDetail(message: SDKResultMessage): string {
+    if (message.subtype === 'success') return message.result || 'the model API failed';
+    return message.errors?.join('; ') || this.stderrTail.trim().split('\n').at(-1) || message.subtype;
+  }
+
   private outcome(turn: Turn, message: Extract<SDKMessage, { type: 'result' }>): { result?: AgentRunResult; error?: Error } {
     if (message.subtype === 'error_max_turns') return { error: new RunnerError('MAX_TURNS_REACHED') };
     if (message.subtype === 'error_max_budget_usd') return { error: new RunnerError('BUDGET_EXCEEDED') };
@@ -355,8 +361,7 @@ export class LiveAgent {
       return { error: new RunnerError('OUTPUT_INVALID', `The agent output does not match the output schema: ${errors.join('; ')}`, { errors }) };
     }
     if (message.subtype !== 'success') {
-      const detail = message.errors?.join('; ') || this.stderrTail.trim().split('\n').at(-1) || message.subtype;
-      return { error: new RunnerError(turn.apiError ? 'MODEL_ERROR' : 'AGENT_CRASHED', `The agent failed: ${detail}`) };
+      return { error: new RunnerError(turn.apiError ? 'MODEL_ERROR' : 'AGENT_CRASHED', `The agent failed: ${this.failureDetail(message)}`) };
     }
     if (message.is_error || turn.apiError) {
       return { error: new RunnerError('MODEL_ERROR', `The model API failed: ${message.result || turn.apiError}`) };
